@@ -1,0 +1,82 @@
+"""Selectors: what a user may see and share. Every lookup goes through here."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db.models import Q, QuerySet
+from django.http import Http404
+
+from .models import Bucket, Grant
+
+MAX_KEY_BYTES = 1024
+
+
+def normalise_prefix(prefix: str) -> str:
+    """A grant prefix names a folder: "team-a" and "team-a/" both mean "team-a/",
+    so that a grant never covers "team-a-secret/"."""
+    if prefix and not prefix.endswith("/"):
+        return prefix + "/"
+    return prefix
+
+
+def key_is_valid(key: str) -> bool:
+    return 0 < len(key.encode("utf-8", "surrogatepass")) <= MAX_KEY_BYTES and "\x00" not in key
+
+
+@dataclass(frozen=True)
+class Access:
+    """The strongest access a user has to one key or folder."""
+
+    can_share: bool
+    max_expiry: int
+    prefix: str
+
+
+def _user_grants(user) -> QuerySet[Grant]:
+    return Grant.objects.filter(Q(user=user) | Q(group__in=user.groups.all()), bucket__enabled=True)
+
+
+def visible_buckets(user) -> QuerySet[Bucket]:
+    if not user.is_authenticated:
+        return Bucket.objects.none()
+    if user.is_superuser:
+        return Bucket.objects.filter(enabled=True)
+    return Bucket.objects.filter(enabled=True, grants__in=_user_grants(user)).distinct()
+
+
+def get_bucket_for_user(user, name: str) -> Bucket:
+    """The bucket, or 404 to anyone who has no grant on it (strangers learn nothing)."""
+    bucket = visible_buckets(user).filter(name=name).first()
+    if bucket is None:
+        raise Http404("No such bucket")
+    return bucket
+
+
+def grant_prefixes(user, bucket: Bucket) -> list[str]:
+    """The folders a user is granted in a bucket ("" = all of it)."""
+    if user.is_superuser:
+        return [""]
+    return sorted({normalise_prefix(g.prefix) for g in _user_grants(user).filter(bucket=bucket)})
+
+
+def access_for(user, bucket: Bucket, key: str) -> Access | None:
+    """The best grant covering `key` (an object key or a folder prefix), or None."""
+    if not user.is_authenticated:
+        return None
+    portal_cap = max(settings.PORTAL_LINK_MAX_EXPIRY, 1)
+    if user.is_superuser:
+        return Access(can_share=True, max_expiry=min(bucket.max_expiry, portal_cap), prefix="")
+    best: Access | None = None
+    for grant in _user_grants(user).filter(bucket=bucket):
+        prefix = normalise_prefix(grant.prefix)
+        if not key.startswith(prefix):
+            continue
+        candidate = Access(
+            can_share=grant.can_share,
+            max_expiry=min(grant.max_expiry, bucket.max_expiry, portal_cap),
+            prefix=prefix,
+        )
+        if best is None or (candidate.can_share, candidate.max_expiry) > (best.can_share, best.max_expiry):
+            best = candidate
+    return best

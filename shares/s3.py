@@ -1,0 +1,325 @@
+"""All S3 access lives here. Views and tasks never import boto3.
+
+One long-lived client per bucket configuration (a new client costs 100–450 ms),
+built from a django-storages S3Storage so that the storage settings apply; every
+failure becomes an S3Error with a plain message and an HTTP status to answer with.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import urllib.parse
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ProfileNotFound,
+    ReadTimeoutError,
+)
+from django.conf import settings
+from storages.backends.s3 import S3Storage
+
+log = logging.getLogger(__name__)
+
+WEEK = 604800
+
+
+class S3Error(Exception):
+    """An S3 failure, worded for a person. `status` is what a view should answer."""
+
+    def __init__(self, message: str, *, status: int = 502, code: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+
+
+@dataclass(frozen=True)
+class BucketConfig:
+    name: str
+    region: str = ""
+    endpoint_url: str = ""
+    public_endpoint_url: str = ""
+    addressing_style: str = "auto"
+    profile: str = ""
+
+    @classmethod
+    def from_bucket(cls, bucket: Any) -> "BucketConfig":
+        return cls(
+            name=bucket.name,
+            region=bucket.region,
+            endpoint_url=bucket.endpoint_url,
+            public_endpoint_url=bucket.public_endpoint_url,
+            addressing_style=bucket.addressing_style,
+            profile=bucket.aws_profile,
+        )
+
+    def resolved_style(self) -> str:
+        if self.addressing_style in ("virtual", "path"):
+            return self.addressing_style
+        # Dotted names break the *.s3 wildcard certificate under virtual hosting;
+        # S3-compatible stores mostly want path style.
+        if "." in self.name or self.endpoint_url:
+            return "path"
+        return "virtual"
+
+
+def aws_endpoint(region: str) -> str:
+    """The regional S3 endpoint for any partition. Never the global host with a
+    regional scope (boto3 #1982, #2187, #3015)."""
+    if region.startswith("cn-"):
+        suffix = "amazonaws.com.cn"
+    elif region.startswith("us-iso-"):
+        suffix = "c2s.ic.gov"
+    elif region.startswith("us-isob-"):
+        suffix = "sc2s.sgov.gov"
+    else:
+        suffix = "amazonaws.com"
+    return f"https://s3.{region}.{suffix}"
+
+
+@dataclass
+class ObjectEntry:
+    key: str
+    name: str
+    size: int
+    last_modified: dt.datetime | None
+    etag: str = ""
+    storage_class: str = ""
+
+
+@dataclass
+class ListPage:
+    prefix: str
+    folders: list[str] = field(default_factory=list)  # full prefixes, ending in "/"
+    files: list[ObjectEntry] = field(default_factory=list)
+    next_token: str | None = None
+
+
+@dataclass
+class ObjectInfo:
+    key: str
+    size: int
+    content_type: str
+    etag: str
+    storage_class: str
+    last_modified: dt.datetime | None
+    metadata: dict[str, str]
+
+
+_lock = threading.Lock()
+_clients: dict[tuple[BucketConfig, bool], Any] = {}
+
+
+def _client_config(style: str) -> Config:
+    return Config(
+        signature_version="s3v4",
+        s3={"addressing_style": style},
+        connect_timeout=settings.S3_CONNECT_TIMEOUT,
+        read_timeout=settings.S3_READ_TIMEOUT,
+        retries={"max_attempts": settings.S3_MAX_ATTEMPTS, "mode": "standard"},
+    )
+
+
+def storage_for(config: BucketConfig, *, public: bool = False) -> S3Storage:
+    """A django-storages storage for the bucket. `public` signs for the host a
+    browser reaches (public_endpoint_url), which is the host that gets signed."""
+    endpoint = (config.public_endpoint_url if public else "") or config.endpoint_url
+    region = config.region or ("us-east-1" if endpoint else "")
+    if not endpoint and region:
+        endpoint = aws_endpoint(region)
+    return S3Storage(
+        bucket_name=config.name,
+        region_name=region or None,
+        endpoint_url=endpoint or None,
+        addressing_style=config.resolved_style(),
+        signature_version="s3v4",
+        session_profile=config.profile or None,
+        client_config=_client_config(config.resolved_style()),
+        querystring_auth=True,
+    )
+
+
+def client_for(config: BucketConfig, *, public: bool = False):
+    """The cached boto3 client for a configuration. boto3 clients are thread-safe,
+    so one serves every thread (S3Storage alone would build one per thread)."""
+    cache_key = (config, public)
+    client = _clients.get(cache_key)
+    if client is None:
+        with _lock:
+            client = _clients.get(cache_key)
+            if client is None:
+                try:
+                    client = storage_for(config, public=public).connection.meta.client
+                except ProfileNotFound:
+                    raise S3Error(
+                        f"The AWS profile “{config.profile}” is not configured on the portal's server.", status=502
+                    ) from None
+                _clients[cache_key] = client
+    return client
+
+
+def clear_clients() -> None:
+    with _lock:
+        _clients.clear()
+
+
+def _translate(exc: Exception, config: BucketConfig, what: str) -> S3Error:
+    """Turn a botocore failure into a message a person can act on. Logged without
+    URLs or credentials."""
+    bucket = config.name
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        log.warning("S3 %s failed for bucket %s: %s (HTTP %s)", what, bucket, code, status)
+        if code in ("NoSuchBucket",) or (code == "404" and what == "head bucket"):
+            return S3Error(f"The bucket “{bucket}” does not exist. Check its name in the bucket registry.", status=404, code=code)
+        if code in ("NoSuchKey", "404", "NotFound"):
+            return S3Error("That object does not exist (it may have been deleted or renamed).", status=404, code=code)
+        if code in ("AccessDenied", "403", "Forbidden", "AllAccessDisabled", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+            return S3Error(
+                f"S3 denied access to “{bucket}”. Check the portal's AWS credentials and the bucket policy.",
+                status=403 if code in ("AccessDenied", "403", "Forbidden") else 502,
+                code=code,
+            )
+        if code in ("AuthorizationHeaderMalformed", "PermanentRedirect", "301", "IllegalLocationConstraintException"):
+            return S3Error(
+                f"The bucket “{bucket}” is in another region than the one configured. Clear its region in the registry so the portal can learn it.",
+                status=502,
+                code=code,
+            )
+        if code in ("ExpiredToken", "TokenRefreshRequired", "RequestTimeTooSkewed"):
+            return S3Error("The portal's AWS credentials have expired or its clock is off. Ask an operator to check.", status=502, code=code)
+        return S3Error(f"S3 answered an error ({code or status}) for “{bucket}”.", status=502, code=code)
+    if isinstance(exc, (ConnectTimeoutError, ReadTimeoutError)):
+        log.warning("S3 %s timed out for bucket %s", what, bucket)
+        return S3Error("The S3 endpoint did not answer in time. Try again, or ask an operator to check the endpoint.", status=504, code="Timeout")
+    if isinstance(exc, EndpointConnectionError):
+        log.warning("S3 %s: endpoint unreachable for bucket %s", what, bucket)
+        return S3Error("The S3 endpoint cannot be reached. Check the endpoint URL and that the server is running.", status=502, code="EndpointUnreachable")
+    if isinstance(exc, NoCredentialsError):
+        log.warning("S3 %s: no credentials for bucket %s", what, bucket)
+        return S3Error("The portal has no AWS credentials. Configure them on the server (environment, profile or instance role).", status=502, code="NoCredentials")
+    log.warning("S3 %s failed for bucket %s: %s", what, bucket, type(exc).__name__)
+    return S3Error(f"S3 could not be reached for “{bucket}” ({type(exc).__name__}).", status=502, code=type(exc).__name__)
+
+
+def detect_region(config: BucketConfig) -> str:
+    """The bucket's own region, from HeadBucket's x-amz-bucket-region header
+    (present on 200, 301 and 403 answers alike)."""
+    probe = BucketConfig(name=config.name, region=config.region or "us-east-1", endpoint_url=config.endpoint_url,
+                         addressing_style=config.addressing_style, profile=config.profile)
+    client = client_for(probe)
+    try:
+        response = client.head_bucket(Bucket=config.name)
+        headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+    except ClientError as exc:
+        headers = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+        if not headers.get("x-amz-bucket-region"):
+            raise _translate(exc, config, "head bucket") from None
+    except BotoCoreError as exc:
+        raise _translate(exc, config, "head bucket") from None
+    return headers.get("x-amz-bucket-region") or probe.region
+
+
+def head_bucket(config: BucketConfig) -> None:
+    try:
+        client_for(config).head_bucket(Bucket=config.name)
+    except (ClientError, BotoCoreError) as exc:
+        raise _translate(exc, config, "head bucket") from None
+
+
+def list_page(
+    config: BucketConfig, *, prefix: str = "", token: str | None = None, page_size: int = 100, name_prefix: str = ""
+) -> ListPage:
+    """One ListObjectsV2 call: one page of one folder. `name_prefix` narrows by
+    the start of the name, server-side (S3 Prefix)."""
+    params: dict[str, Any] = {
+        "Bucket": config.name,
+        "Prefix": prefix + name_prefix,
+        "Delimiter": "/",
+        "MaxKeys": max(1, min(page_size, 1000)),
+    }
+    if token:
+        params["ContinuationToken"] = token
+    try:
+        response = client_for(config).list_objects_v2(**params)
+    except (ClientError, BotoCoreError) as exc:
+        raise _translate(exc, config, "list") from None
+    page = ListPage(prefix=prefix)
+    page.folders = [p["Prefix"] for p in response.get("CommonPrefixes", [])]
+    for item in response.get("Contents", []):
+        key = item["Key"]
+        page.files.append(
+            ObjectEntry(
+                key=key,
+                name=key[len(prefix):],
+                size=item.get("Size", 0),
+                last_modified=item.get("LastModified"),
+                etag=str(item.get("ETag", "")).strip('"'),
+                storage_class=item.get("StorageClass", ""),
+            )
+        )
+    if response.get("IsTruncated"):
+        page.next_token = response.get("NextContinuationToken")
+    return page
+
+
+def head_object(config: BucketConfig, key: str) -> ObjectInfo:
+    try:
+        response = client_for(config).head_object(Bucket=config.name, Key=key)
+    except (ClientError, BotoCoreError) as exc:
+        raise _translate(exc, config, "head object") from None
+    return ObjectInfo(
+        key=key,
+        size=response.get("ContentLength", 0),
+        content_type=response.get("ContentType", ""),
+        etag=str(response.get("ETag", "")).strip('"'),
+        storage_class=response.get("StorageClass", "STANDARD"),
+        last_modified=response.get("LastModified"),
+        metadata=dict(response.get("Metadata", {})),
+    )
+
+
+def content_disposition(key: str) -> str:
+    """attachment; filename="ascii fallback"; filename*=UTF-8''percent-encoded (RFC 6266/5987)."""
+    name = key.rsplit("/", 1)[-1] or "download"
+    fallback = "".join(ch if 32 <= ord(ch) < 127 and ch not in '"\\' else "_" for ch in name) or "download"
+    encoded = urllib.parse.quote(name, safe="")
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}"
+
+
+def presign_get(config: BucketConfig, key: str, *, expires_in: int, attachment: bool = True) -> str:
+    """A SigV4 presigned GET URL for the very key given (never normalised)."""
+    if not 1 <= expires_in <= WEEK:
+        raise S3Error("A presigned URL lives 1 to 604800 seconds.", status=400, code="InvalidExpiry")
+    params: dict[str, Any] = {"Bucket": config.name, "Key": key}
+    if attachment:
+        params["ResponseContentDisposition"] = content_disposition(key)
+    try:
+        return client_for(config, public=True).generate_presigned_url("get_object", Params=params, ExpiresIn=expires_in)
+    except (ClientError, BotoCoreError) as exc:
+        raise _translate(exc, config, "presign") from None
+
+
+def credential_expiry(config: BucketConfig) -> tuple[bool, dt.datetime | None]:
+    """(temporary?, when the signing credentials end, if known). A presigned URL
+    dies with the credentials that signed it (aws-cli #5076)."""
+    client = client_for(config, public=True)
+    credentials = getattr(client._request_signer, "_credentials", None)  # noqa: SLF001 – botocore keeps it here
+    if credentials is None:
+        return False, None
+    expiry = getattr(credentials, "_expiry_time", None)
+    frozen = credentials.get_frozen_credentials() if hasattr(credentials, "get_frozen_credentials") else credentials
+    temporary = bool(getattr(frozen, "token", None)) or expiry is not None
+    if expiry is not None and expiry.tzinfo is None:
+        expiry = expiry.replace(tzinfo=dt.timezone.utc)
+    return temporary, expiry

@@ -1,0 +1,1 @@
+"""Signal handlers that feed the audit log (sign-in, admin changes)."""
