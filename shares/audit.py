@@ -12,6 +12,18 @@ from .models import AuditEvent, Share
 
 USER_AGENT_MAX = 256
 
+# Action names. Keep to these so that filters and the timeline of a share work.
+SHARE_CREATED = "share.created"        # details: kind, expires_in, requested_expires_at, expires_at
+SHARE_REVOKED = "share.revoked"        # details: bulk (bool)
+LINK_VISITED = "link.visited"          # details: outcome = redirected|expired|revoked|used_up|rate_limited
+ACCESS_DENIED = "access.denied"        # details: what (browse|object|share|api), reason
+LOGIN = "auth.login"
+LOGIN_FAILED = "auth.login_failed"     # actor_name = the login that was tried; never the password
+ADMIN_CHANGE = "admin.change"          # details: model, object_id, change = created|changed|deleted
+TOKEN_CREATED = "token.created"
+TOKEN_DELETED = "token.deleted"
+AUDIT_PURGED = "audit.purged"          # details: count, cutoff
+
 
 def client_ip(request: HttpRequest | None) -> str | None:
     if request is None:
