@@ -1,0 +1,146 @@
+"""/s/<token>: the portal link a recipient opens (no account needed).
+
+Each visit checks the share (revoked? expired? used up?), writes an audit event
+and answers 302 to a freshly signed S3 URL valid for seconds. Bytes flow from
+S3, never through the portal.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import time
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_not_required
+from django.core.cache import cache
+from django.db import transaction
+from django.db.models import F, Q
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.utils import timezone
+from django.views.decorators.http import require_safe
+
+from . import audit, s3, services
+from .models import Share
+
+log = logging.getLogger(__name__)
+
+# Our tokens are 43 base64url characters; anything else cannot match, so it
+# never reaches the database.
+TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{20,100}")
+
+
+def _no_store(response: HttpResponse) -> HttpResponse:
+    response["Cache-Control"] = "no-store"
+    response["Referrer-Policy"] = "no-referrer"
+    # Django's request logger would print the path, and the path is the token.
+    response._has_been_logged = True  # noqa: SLF001
+    return response
+
+
+def _rate_limited(ip: str | None) -> tuple[bool, bool]:
+    """(over the limit?, first refusal in this window?) — a fixed one-minute
+    window per IP in the shared cache."""
+    window = int(time.time() // 60)
+    cache_key = f"s-link-rate:{ip or 'unknown'}:{window}"
+    cache.add(cache_key, 0, timeout=90)
+    try:
+        count = cache.incr(cache_key)
+    except ValueError:  # expired between add and incr
+        cache.set(cache_key, 1, timeout=90)
+        count = 1
+    limit = settings.PORTAL_LINK_RATE_LIMIT
+    return count > limit, count == limit + 1
+
+
+def _gone(request: HttpRequest, share: Share, outcome: str) -> HttpResponse:
+    return _no_store(render(request, "shares/link_gone.html",
+                            {"outcome": outcome, "share": share}, status=410))
+
+
+def _unknown(request: HttpRequest) -> HttpResponse:
+    return _no_store(render(request, "shares/link_unknown.html", status=404))
+
+
+def _outcome_of(share: Share, now) -> str | None:
+    if share.revoked_at:
+        return "revoked"
+    if share.expires_at <= now:
+        return "expired"
+    if share.max_downloads is not None and share.download_count >= share.max_downloads:
+        return "used_up"
+    return None
+
+
+@login_not_required
+@require_safe
+def share_link(request: HttpRequest, token: str) -> HttpResponse:
+    ip = audit.client_ip(request)
+    over, first_refusal = _rate_limited(ip)
+    if over:
+        # One audit event per IP per window, not per refused request: a flood must
+        # not be able to flood the audit log too.
+        if first_refusal:
+            share = None
+            if TOKEN_RE.fullmatch(token):
+                share = Share.objects.filter(token_digest=services.token_digest(token)).first()
+            with transaction.atomic():
+                audit.record(audit.LINK_VISITED, request=request, actor_name="anonymous",
+                             bucket=share.bucket_name if share else "", key=share.key if share else "",
+                             share=share, details={"outcome": "rate_limited"})
+        response = _no_store(render(request, "shares/link_rate_limited.html", status=429))
+        response["Retry-After"] = "60"
+        log.warning("portal link: rate limit reached for %s", ip)
+        return response
+
+    if not TOKEN_RE.fullmatch(token):
+        return _unknown(request)
+    share = (Share.objects.select_related("bucket")
+             .filter(token_digest=services.token_digest(token), kind=Share.Kind.PORTAL).first())
+    if share is None:
+        return _unknown(request)
+
+    now = timezone.now()
+    outcome = _outcome_of(share, now)
+    location = ""
+    if outcome is None:
+        if share.bucket is None or not share.bucket.enabled:
+            # The bucket was removed from the registry: nothing can be signed for it.
+            outcome = "revoked"
+        else:
+            try:
+                config = services.config_for_bucket(share.bucket)
+                location = s3.presign_get(config, share.key, expires_in=settings.PORTAL_LINK_REDIRECT_EXPIRY)
+            except (s3.S3Error, services.ShareError) as exc:
+                log.warning("portal link: cannot sign share %s: %s", share.pk, exc.message)
+                response = render(request, "shares/link_unavailable.html", status=502)
+                return _no_store(response)
+
+    counted = False
+    with transaction.atomic():
+        if outcome is None and request.method == "GET":
+            # One conditional UPDATE: two visitors racing for the last download of
+            # a limit cannot both win, on any database.
+            updated = (
+                Share.objects.filter(pk=share.pk, revoked_at__isnull=True, expires_at__gt=now)
+                .filter(Q(max_downloads__isnull=True) | Q(download_count__lt=F("max_downloads")))
+                .update(download_count=F("download_count") + 1)
+            )
+            if updated:
+                counted = True
+                Share.objects.filter(pk=share.pk, max_downloads__isnull=False,
+                                     download_count__gte=F("max_downloads"),
+                                     status=Share.Status.ACTIVE).update(status=Share.Status.USED_UP)
+            else:
+                share.refresh_from_db()
+                outcome = _outcome_of(share, now) or "used_up"
+        details = {"outcome": outcome or "redirected"}
+        if request.method == "HEAD":
+            details["method"] = "HEAD"  # a HEAD never counts as a download
+        audit.record(audit.LINK_VISITED, request=request, actor_name="anonymous", bucket=share.bucket_name,
+                     key=share.key, share=share, details=details)
+
+    if outcome is not None:
+        return _gone(request, share, outcome)
+    log.info("portal link: share %s visited (%s)", share.pk, "counted" if counted else request.method)
+    return _no_store(HttpResponseRedirect(location))
