@@ -4,6 +4,8 @@ records, so that the change and its event commit (or roll back) together.
 Never pass a signed URL, a token, a signature or a secret in `details`."""
 from __future__ import annotations
 
+import contextvars
+import re
 from typing import Any
 
 from django.http import HttpRequest
@@ -23,6 +25,34 @@ ADMIN_CHANGE = "admin.change"          # details: model, object_id, change = cre
 TOKEN_CREATED = "token.created"
 TOKEN_DELETED = "token.deleted"
 AUDIT_PURGED = "audit.purged"          # details: count, cutoff
+
+
+# Details never carry secrets: keys that name one are dropped, and a value that
+# looks like a signed URL or credential is replaced, whatever the caller passed.
+_SECRET_KEY_RE = re.compile(
+    r"^(.*[_-])?(url|token|signature|secret|password|authorization|cookie|access_key|secret_key)$", re.I
+)
+_SECRET_VALUE_RE = re.compile(r"(X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token|Signature=|AWSAccessKeyId)", re.I)
+REDACTED = "[redacted]"
+
+
+def sanitise_details(details: dict[str, Any] | None) -> dict[str, Any]:
+    """A JSON-safe copy of `details` with anything secret-looking removed."""
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {
+                str(k): clean(v) for k, v in value.items() if not _SECRET_KEY_RE.search(str(k))
+            }
+        if isinstance(value, (list, tuple)):
+            return [clean(v) for v in value]
+        if isinstance(value, str):
+            return REDACTED if _SECRET_VALUE_RE.search(value) else value[:1000]
+        if value is None or isinstance(value, (bool, int, float)):
+            return value
+        return str(value)[:1000]  # datetimes, Decimals, UUIDs: stored as text
+
+    return clean(dict(details or {}))
 
 
 def client_ip(request: HttpRequest | None) -> str | None:
@@ -64,5 +94,29 @@ def record(
         share=share,
         ip=client_ip(request),
         user_agent=user_agent,
-        details=details or {},
+        details=sanitise_details(details),
     )
+
+
+# --- the request being served, for signal handlers (admin changes) ------------------
+
+_current_request: contextvars.ContextVar[HttpRequest | None] = contextvars.ContextVar("audit_request", default=None)
+
+
+def current_request() -> HttpRequest | None:
+    return _current_request.get()
+
+
+class AuditContextMiddleware:
+    """Remember the request while it is served, so that post_save/post_delete
+    handlers (which get no request) can name the admin who made a change."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest):
+        token = _current_request.set(request)
+        try:
+            return self.get_response(request)
+        finally:
+            _current_request.reset(token)

@@ -28,6 +28,7 @@ from django.test import Client
 from shares import s3
 from shares.local_s3 import LocalS3
 from shares.models import Bucket, Grant
+from tests.audit_fixtures import audit_events_flushable_between_tests  # noqa: F401  (audit: lets flush clear the append-only table)
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct-horse-battery-staple-42"

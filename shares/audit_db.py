@@ -1,0 +1,109 @@
+"""The database side of the append-only audit log: the one narrow path that may
+DELETE event rows (the retention purge), and the locks housekeeping takes.
+
+See migrations/0002_audit_append_only.py for the triggers this cooperates with."""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import threading
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connection
+from django.db.backends.signals import connection_created
+
+_window = threading.local()
+
+
+def _purge_allowed() -> int:
+    return 1 if getattr(_window, "open", False) else 0
+
+
+def _register_sqlite_function(sender, connection, **kwargs) -> None:
+    # The SQLite DELETE trigger calls portal_audit_purge(); it answers 1 only
+    # inside purge_window() on this thread. Deterministic=False: never cached.
+    if connection.vendor == "sqlite":
+        connection.connection.create_function("portal_audit_purge", 0, _purge_allowed)
+
+
+connection_created.connect(_register_sqlite_function, dispatch_uid="shares.audit_db.sqlite_function")
+
+
+@contextlib.contextmanager
+def purge_window() -> Iterator[None]:
+    """Allow DELETE on shares_auditevent inside the current transaction only.
+
+    Must be entered inside transaction.atomic(): on PostgreSQL SET LOCAL ends
+    with the transaction; on SQLite the flag is per thread and closed on exit."""
+    if not connection.in_atomic_block:
+        raise RuntimeError("purge_window() must run inside transaction.atomic()")
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL portal.audit_purge = 'on'")
+    _window.open = True
+    try:
+        yield
+    finally:
+        _window.open = False
+        if connection.vendor == "postgresql" and connection.in_atomic_block and not connection.needs_rollback:
+            # Close the window before the rest of the transaction runs.
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL portal.audit_purge = 'off'")
+
+
+@contextlib.contextmanager
+def session_purge_window() -> Iterator[None]:
+    """For test tear-down only (`flush` between transactional tests): allow
+    DELETE/TRUNCATE for the whole session until exit."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET portal.audit_purge = 'on'")
+    _window.open = True
+    try:
+        yield
+    finally:
+        _window.open = False
+        if connection.vendor == "postgresql" and connection.connection is not None:
+            with connection.cursor() as cursor:
+                cursor.execute("RESET portal.audit_purge")
+
+
+class Busy(Exception):
+    """Another run of the same housekeeping job holds the lock."""
+
+
+@contextlib.contextmanager
+def job_lock(name: str) -> Iterator[None]:
+    """One run of a housekeeping job at a time, released even if the process dies.
+
+    PostgreSQL: a session advisory lock (dropped with the connection). SQLite
+    (one host by nature): flock on a file in the data folder (dropped by the
+    kernel when the process dies). Raises Busy when already held."""
+    if connection.vendor == "postgresql":
+        key = zlib.crc32(f"portal:{name}".encode())
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [4242, key])
+            (acquired,) = cursor.fetchone()
+        if not acquired:
+            raise Busy(name)
+        try:
+            yield
+        finally:
+            if connection.connection is not None:
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [4242, key])
+        return
+    folder = Path(settings.VAR_DIR) / "locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f"{name}.lock", "a+b") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise Busy(name) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
