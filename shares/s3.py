@@ -169,6 +169,8 @@ def client_for(config: BucketConfig, *, public: bool = False):
 def clear_clients() -> None:
     with _lock:
         _clients.clear()
+    with _chain_lock:
+        _chain_credentials.clear()
 
 
 def _translate(exc: Exception, config: BucketConfig, what: str) -> S3Error:
@@ -194,6 +196,13 @@ def _translate(exc: Exception, config: BucketConfig, what: str) -> S3Error:
             return S3Error(
                 f"The bucket “{bucket}” is in another region than the one configured. Clear its region in the registry so the portal can learn it.",
                 status=502,
+                code=code,
+            )
+        if code in ("InvalidArgument", "InvalidObjectName", "KeyTooLongError", "InvalidToken", "400"):
+            # A stale or tampered continuation token, or a key this store refuses.
+            return S3Error(
+                f"S3 refused the request for “{bucket}” as invalid ({code}). If you followed an old link, start again from the folder.",
+                status=400,
                 code=code,
             )
         if code in ("ExpiredToken", "TokenRefreshRequired", "RequestTimeTooSkewed"):
@@ -310,6 +319,26 @@ def presign_get(config: BucketConfig, key: str, *, expires_in: int, attachment: 
         raise _translate(exc, config, "presign") from None
 
 
+_chain_lock = threading.Lock()
+_chain_credentials: dict[str, Any] = {}
+
+
+def _standard_chain_credentials(profile: str):
+    """The credentials the standard AWS chain resolves (environment, profile,
+    SSO, role, instance metadata), cached per profile. Refreshable ones keep
+    their own expiry and refresh themselves."""
+    with _chain_lock:
+        if profile not in _chain_credentials:
+            import botocore.session
+
+            session = botocore.session.Session(profile=profile or None)
+            try:
+                _chain_credentials[profile] = session.get_credentials()
+            except (BotoCoreError, ProfileNotFound):
+                _chain_credentials[profile] = None
+        return _chain_credentials[profile]
+
+
 def credential_expiry(config: BucketConfig) -> tuple[bool, dt.datetime | None]:
     """(temporary?, when the signing credentials end, if known). A presigned URL
     dies with the credentials that signed it (aws-cli #5076)."""
@@ -320,6 +349,14 @@ def credential_expiry(config: BucketConfig) -> tuple[bool, dt.datetime | None]:
     expiry = getattr(credentials, "_expiry_time", None)
     frozen = credentials.get_frozen_credentials() if hasattr(credentials, "get_frozen_credentials") else credentials
     temporary = bool(getattr(frozen, "token", None)) or expiry is not None
+    if temporary and expiry is None:
+        # django-storages hands botocore the environment's keys as explicit
+        # credentials, which drops AWS_CREDENTIAL_EXPIRATION (and any refresh
+        # metadata). Ask the standard chain for the same key's expiry.
+        chain = _standard_chain_credentials(config.profile)
+        chain_expiry = getattr(chain, "_expiry_time", None) if chain is not None else None
+        if chain_expiry is not None and chain.get_frozen_credentials().access_key == frozen.access_key:
+            expiry = chain_expiry
     if expiry is not None and expiry.tzinfo is None:
         expiry = expiry.replace(tzinfo=dt.timezone.utc)
     return temporary, expiry
