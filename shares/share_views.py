@@ -90,8 +90,8 @@ def share_new(request: HttpRequest) -> HttpResponse:
                 # A direct link is not stored anywhere (it is a bearer credential),
                 # so it cannot be shown again: render it from this response only.
                 return _result_page(request, result.share, url=result.url, warning=result.warning, fresh=True)
-            if result.warning:
-                request.session[f"share-warning-{result.share.pk}"] = result.warning
+            # Shown once on the result page after the redirect ("Your link is ready").
+            request.session[f"share-created-{result.share.pk}"] = {"warning": result.warning}
             return redirect("share_detail", share_id=result.share.pk)
     elif request.method == "POST":
         status = 400
@@ -130,9 +130,9 @@ def _result_page(request: HttpRequest, share: Share, *, url: str | None, warning
 @require_GET
 def share_detail(request: HttpRequest, share_id: int) -> HttpResponse:
     share = services.get_share_for_user(request.user, share_id)
-    warning = request.session.pop(f"share-warning-{share.pk}", None)
+    created = request.session.pop(f"share-created-{share.pk}", None)
     url = services.portal_url(share, request) if share.kind == Share.Kind.PORTAL else None
-    return _result_page(request, share, url=url, warning=warning)
+    return _result_page(request, share, url=url, warning=(created or {}).get("warning"), fresh=created is not None)
 
 
 @require_GET

@@ -349,3 +349,9 @@ def test_it_needs_sign_in(client, db):
     for url in ("/shares/", "/shares/1/", "/share/new?bucket=b&key=k", "/shares/1/qr.svg"):
         response = client.get(url)
         assert response.status_code == 302 and "/accounts/login/" in response["Location"], url
+
+
+def test_it_says_the_link_is_ready_only_right_after_creating_it(alice_client, s3_bucket, report):
+    response = post_share(alice_client, s3_bucket.name, report)
+    assert b"Your link is ready" in alice_client.get(response["Location"]).content
+    assert b"Your link is ready" not in alice_client.get(response["Location"]).content
