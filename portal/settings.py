@@ -108,6 +108,10 @@ def _database() -> dict:
     engine = config.get("ENGINE", "")
     if not engine or not config.get("NAME"):
         raise ConfigError("DATABASE_URL is malformed; expected e.g. postgres://user:pass@host:5432/name")
+    # The portal is tested on these two only; anything else would fail later
+    # with a driver traceback.
+    if not engine.endswith(("sqlite3", "postgresql")):
+        raise ConfigError("DATABASE_URL must be a postgres:// or sqlite:/// URL")
     if engine.endswith("sqlite3"):
         # Web server and Celery worker share the file: wait for locks instead of
         # failing, and take the write lock up front so transactions don't deadlock.

@@ -11,4 +11,6 @@ try:
     application = get_wsgi_application()
 except ConfigError as exc:
     sys.stderr.write(f"Configuration error: {exc}\n")
-    sys.exit(2)
+    # 4 is gunicorn's "app failed to load": the master stops instead of
+    # rebooting workers forever. gunicorn.conf.py usually catches it earlier.
+    sys.exit(4)

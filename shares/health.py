@@ -1,11 +1,33 @@
-"""Health checks for /healthz: database, Celery broker, each bucket. No secrets."""
+"""Health checks for /healthz: database, Celery broker, each enabled bucket.
+
+The report names each part and, when one fails, the exception's class name only:
+never a URL, a host, a password or a message that might carry one. /healthz is
+anonymous, so it must stay cheap: the broker gets one short connection attempt
+with no retries, and bucket probes are remembered for BUCKET_PROBE_TTL seconds so
+that hammering /healthz cannot hammer S3.
+"""
 from __future__ import annotations
+
+import os
+import threading
+import time
 
 from django.conf import settings
 from django.db import connection
 
 from . import s3
 from .models import Bucket
+
+BROKER_TIMEOUT = 2.0  # seconds; a load balancer's probe must not hang on a dead broker
+BUCKET_PROBE_TTL = 10.0  # seconds a bucket probe result is reused
+
+_probe_lock = threading.Lock()
+_probes: dict[s3.BucketConfig, tuple[float, dict]] = {}
+
+
+def clear_cache() -> None:
+    with _probe_lock:
+        _probes.clear()
 
 
 def check_database() -> dict:
@@ -18,26 +40,55 @@ def check_database() -> dict:
         return {"ok": False, "error": type(exc).__name__}
 
 
-def check_broker() -> dict:
-    from portal.celery import app
+def _transport(url: str) -> str:
+    return url.split("://", 1)[0]
 
+
+def check_broker() -> dict:
+    url = settings.CELERY_BROKER_URL
+    transport = _transport(url)
     try:
-        with app.connection_for_write() as conn:
-            conn.ensure_connection(max_retries=1, timeout=2)
-        return {"ok": True, "transport": settings.CELERY_BROKER_URL.split("://", 1)[0]}
+        if transport == "filesystem":
+            # Nothing to connect to: the broker is a folder; it must be writable.
+            folder = settings.CELERY_BROKER_TRANSPORT_OPTIONS["data_folder_in"]
+            if not (os.path.isdir(folder) and os.access(folder, os.W_OK)):
+                return {"ok": False, "transport": transport, "error": "QueueFolderNotWritable"}
+            return {"ok": True, "transport": transport}
+        from kombu import Connection
+
+        # A fresh connection with its own short timeouts, not the app's pool: the
+        # pool retries with back-off, which would make the probe hang.
+        with Connection(url, connect_timeout=BROKER_TIMEOUT,
+                        transport_options={"socket_timeout": BROKER_TIMEOUT,
+                                           "socket_connect_timeout": BROKER_TIMEOUT,
+                                           "max_retries": 0}) as conn:
+            conn.ensure_connection(max_retries=0, timeout=BROKER_TIMEOUT)
+        return {"ok": True, "transport": transport}
     except Exception as exc:
-        return {"ok": False, "transport": settings.CELERY_BROKER_URL.split("://", 1)[0], "error": type(exc).__name__}
+        return {"ok": False, "transport": transport, "error": type(exc).__name__}
+
+
+def _probe_bucket(config: s3.BucketConfig) -> dict:
+    now = time.monotonic()
+    with _probe_lock:
+        cached = _probes.get(config)
+        if cached and now - cached[0] < BUCKET_PROBE_TTL:
+            return cached[1]
+    try:
+        s3.head_bucket(config)
+        result = {"ok": True}
+    except s3.S3Error as exc:
+        result = {"ok": False, "error": exc.code or "S3Error"}
+    except Exception as exc:  # a probe must never turn /healthz into a 500
+        result = {"ok": False, "error": type(exc).__name__}
+    with _probe_lock:
+        _probes[config] = (time.monotonic(), result)
+    return result
 
 
 def check_buckets() -> dict:
-    results = {}
-    for bucket in Bucket.objects.filter(enabled=True):
-        try:
-            s3.head_bucket(s3.BucketConfig.from_bucket(bucket))
-            results[bucket.name] = {"ok": True}
-        except s3.S3Error as exc:
-            results[bucket.name] = {"ok": False, "error": exc.code or "S3Error"}
-    return results
+    return {bucket.name: _probe_bucket(s3.BucketConfig.from_bucket(bucket))
+            for bucket in Bucket.objects.filter(enabled=True).order_by("name")}
 
 
 def check_all() -> dict:
