@@ -83,9 +83,9 @@ def job_lock(name: str) -> Iterator[None]:
     (one host by nature): flock on a file in the data folder (dropped by the
     kernel when the process dies). Raises Busy when already held."""
     if connection.vendor == "postgresql":
-        key = zlib.crc32(f"portal:{name}".encode())
+        key = (4242 << 32) | zlib.crc32(f"portal:{name}".encode())  # one bigint key per job
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [4242, key])
+            cursor.execute("SELECT pg_try_advisory_lock(%s::bigint)", [key])
             (acquired,) = cursor.fetchone()
         if not acquired:
             raise Busy(name)
@@ -94,7 +94,7 @@ def job_lock(name: str) -> Iterator[None]:
         finally:
             if connection.connection is not None:
                 with connection.cursor() as cursor:
-                    cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [4242, key])
+                    cursor.execute("SELECT pg_advisory_unlock(%s::bigint)", [key])
         return
     folder = Path(settings.VAR_DIR) / "locks"
     folder.mkdir(parents=True, exist_ok=True)
