@@ -61,7 +61,7 @@ def share_new(request: HttpRequest) -> HttpResponse:
                            "Your access to this bucket or folder does not include sharing. Ask an administrator "
                            "for a grant that allows sharing.")
 
-    form = ShareForm(request.POST or None, max_expiry=access.max_expiry)
+    form = ShareForm(request.POST if request.method == "POST" else None, max_expiry=access.max_expiry)
     status = 200
     if request.method == "POST" and form.is_valid():
         try:
@@ -131,7 +131,9 @@ def _result_page(request: HttpRequest, share: Share, *, url: str | None, warning
 def share_detail(request: HttpRequest, share_id: int) -> HttpResponse:
     share = services.get_share_for_user(request.user, share_id)
     created = request.session.pop(f"share-created-{share.pk}", None)
-    url = services.portal_url(share, request) if share.kind == Share.Kind.PORTAL else None
+    # Portal links are recomputed (never stored); a dead one is not offered for copying.
+    live = share.kind == Share.Kind.PORTAL and share.current_status() == Share.Status.ACTIVE
+    url = services.portal_url(share, request) if live else None
     return _result_page(request, share, url=url, warning=(created or {}).get("warning"), fresh=created is not None)
 
 

@@ -355,3 +355,39 @@ def test_it_says_the_link_is_ready_only_right_after_creating_it(alice_client, s3
     response = post_share(alice_client, s3_bucket.name, report)
     assert b"Your link is ready" in alice_client.get(response["Location"]).content
     assert b"Your link is ready" not in alice_client.get(response["Location"]).content
+
+
+def test_it_does_not_offer_a_revoked_link_for_copying(alice_client, s3_bucket, report):
+    post_share(alice_client, s3_bucket.name, report)
+    share = Share.objects.get()
+    alice_client.post(f"/shares/{share.pk}/revoke", {"confirm": "yes"})
+    page = alice_client.get(f"/shares/{share.pk}/")
+    assert b"This link is revoked: it no longer works" in page.content
+    assert b"Copy link" not in page.content and b"/s/" not in page.content
+
+
+def test_it_shows_an_expired_link_as_expired(alice_client, s3_bucket, report):
+    post_share(alice_client, s3_bucket.name, report, expiry="3600")
+    share = Share.objects.get()
+    with time_machine.travel(timezone.now() + dt.timedelta(hours=2)):
+        page = alice_client.get(f"/shares/{share.pk}/")
+        listing = alice_client.get("/shares/?status=expired")
+    assert b"This link is expired" in page.content
+    assert b"ago)" in page.content
+    assert share.key.encode() in listing.content
+
+
+def test_it_shows_a_used_up_link_as_used_up(alice_client, s3_bucket, report):
+    post_share(alice_client, s3_bucket.name, report, max_downloads="1")
+    share = Share.objects.get()
+    Share.objects.filter(pk=share.pk).update(download_count=1)
+    listing = alice_client.get("/shares/?status=used_up").content.decode()
+    assert "Used up" in listing and "1 / 1" in listing
+    assert ">Revoke</button>" not in listing
+
+
+def test_it_rerenders_an_empty_post_with_errors(alice_client, s3_bucket, report):
+    response = alice_client.post(share_url(s3_bucket.name, report), {})
+    assert response.status_code == 400
+    assert response.context["form"].errors.get("expiry")
+    assert Share.objects.count() == 0
