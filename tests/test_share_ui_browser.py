@@ -86,3 +86,22 @@ def test_it_copies_a_link_again_from_my_shares(page, live_server, sign_in, s3_cl
     page.get_by_role("button", name="Copy link").click()
     expect(page.get_by_role("status").filter(has_text="Copied")).to_be_visible()
     assert page.evaluate("navigator.clipboard.readText()") == first
+
+
+@pytest.mark.browser
+def test_it_copies_with_the_select_fallback_when_there_is_no_clipboard_api(
+        page, context, live_server, sign_in, s3_client, s3_bucket, grants):
+    s3_client.put_object(Bucket=s3_bucket.name, Key="notes.txt", Body=b"notes")
+    # An old browser, or plain http on an intranet: no navigator.clipboard.
+    page.add_init_script("Object.defineProperty(Navigator.prototype, 'clipboard', {get: () => undefined});")
+    sign_in(page, "alice")
+    page.wait_for_url(f"{live_server.url}/")
+    page.goto(f"{live_server.url}/share/new?bucket={s3_bucket.name}&key=notes.txt")
+    page.get_by_role("button", name="Create link").click()
+    link = page.get_by_label("Portal link").input_value()
+    page.get_by_role("button", name="Copy link").click()
+    expect(page.get_by_role("status").filter(has_text="Copied")).to_be_visible()
+
+    reader = context.new_page()  # a page that still has the Clipboard API
+    reader.goto(f"{live_server.url}/profile/")
+    assert reader.evaluate("navigator.clipboard.readText()") == link
