@@ -314,9 +314,30 @@ def presign_get(config: BucketConfig, key: str, *, expires_in: int, attachment: 
     if attachment:
         params["ResponseContentDisposition"] = content_disposition(key)
     try:
-        return client_for(config, public=True).generate_presigned_url("get_object", Params=params, ExpiresIn=expires_in)
+        url = client_for(config, public=True).generate_presigned_url("get_object", Params=params, ExpiresIn=expires_in)
     except (ClientError, BotoCoreError) as exc:
         raise _translate(exc, config, "presign") from None
+    return _aws_cli_order(url)
+
+
+def _aws_cli_order(url: str) -> str:
+    """Put the query in the order `aws s3 presign` prints (X-Amz-Algorithm first,
+    the signature last), so links read like the ones people know. SigV4 signs
+    the *sorted* query, so the order is free; segments are moved, never re-encoded."""
+    base, sep, query = url.partition("?")
+    if not sep:
+        return url
+    segments = query.split("&")
+
+    def rank(segment: str) -> int:
+        name = segment.split("=", 1)[0]
+        if name == "X-Amz-Signature":
+            return 3
+        if name == "X-Amz-Security-Token":
+            return 2
+        return 0 if name.startswith("X-Amz-") else 1
+
+    return base + "?" + "&".join(sorted(segments, key=rank))  # sorted() is stable
 
 
 _chain_lock = threading.Lock()

@@ -195,9 +195,14 @@ def share_create(
     actor_name: str | None = None,
     region: str | None = None,
     endpoint_url: str | None = None,
+    cli_user=None,
 ) -> ShareResult:
     """Create a share and return the link. `user` is None only for the CLI
-    (actor "cli" unless actor_name says otherwise)."""
+    (actor "cli" unless actor_name says otherwise).
+
+    cli_user (CLI `--as USERNAME`) attributes a CLI share to a user. The CLI
+    signs with the server's own AWS credentials, so anyone who can run
+    manage.py can sign anything: grants are not checked there, only recorded."""
     if kind not in (Share.Kind.PORTAL, Share.Kind.DIRECT):
         raise ShareError('kind must be "portal" or "direct".', field="kind")
     if not isinstance(bucket_name, str) or not bucket_name:
@@ -222,7 +227,7 @@ def share_create(
         bucket = Bucket.objects.filter(name=bucket_name).first()
         limit = WEEK if kind == Share.Kind.DIRECT else settings.PORTAL_LINK_MAX_EXPIRY
         config = _cli_config(bucket_name, bucket, region, endpoint_url)
-        creator_name = actor_name or "cli"
+        creator_name = actor_name or (cli_user.get_username() if cli_user is not None else "cli")
         why = ""
     else:
         bucket = grants.visible_buckets(user).filter(name=bucket_name).first()
@@ -289,7 +294,7 @@ def share_create(
             bucket_name=bucket_name,
             key=key,
             kind=kind,
-            created_by=user,
+            created_by=user if user is not None else cli_user,
             created_by_name=creator_name[:150],
             created_at=now,
             expires_in=expires_in,
@@ -315,7 +320,8 @@ def share_create(
             details["max_downloads"] = max_downloads
         if user is None:
             details["via"] = "cli"
-        audit.record(audit.SHARE_CREATED, actor=user, actor_name=creator_name, request=request,
+        audit.record(audit.SHARE_CREATED, actor=user if user is not None else cli_user, actor_name=creator_name,
+                     request=request,
                      bucket=bucket_name, key=key, share=share, details=details)
 
     if kind == Share.Kind.PORTAL:
@@ -329,7 +335,12 @@ def share_create(
 def share_revoke(*, share: Share, user, request: HttpRequest | None = None, bulk: bool = False) -> bool:
     """Revoke a share (one audit event). False if it was already revoked.
 
-    The conditional UPDATE makes two revokers racing each other write one event."""
+    The conditional UPDATE makes two revokers racing each other write one event.
+    A direct link cannot be revoked (it is a signed S3 URL): ShareError 409,
+    rather than a record that claims a link is dead while it still works."""
+    if share.kind != Share.Kind.PORTAL:
+        raise ShareError("A direct link cannot be revoked: it is a signed S3 URL that works until it expires. "
+                         "Share portal links to keep that control.", status=409)
     now = timezone.now()
     revoker = user if user is not None and getattr(user, "is_authenticated", False) else None
     with transaction.atomic():
