@@ -50,6 +50,7 @@ class BucketForm(forms.ModelForm):
     class Meta:
         model = Bucket
         fields = "__all__"
+        field_classes = {"endpoint_url": forms.CharField, "public_endpoint_url": forms.CharField}
 
     def clean_endpoint_url(self) -> str:
         return validate_endpoint_url(self.cleaned_data.get("endpoint_url", ""))
@@ -92,6 +93,10 @@ class BucketAdmin(admin.ModelAdmin):
 
 
 class GrantForm(forms.ModelForm):
+    # strip=False: a prefix is a literal key prefix; " team" and "team" differ.
+    prefix = forms.CharField(required=False, strip=False, max_length=1024,
+                             help_text='A folder such as "team-a/"; blank for the whole bucket.')
+
     class Meta:
         model = Grant
         fields = ("bucket", "group", "user", "prefix", "can_share", "max_expiry")
