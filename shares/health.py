@@ -13,7 +13,7 @@ import threading
 import time
 
 from django.conf import settings
-from django.db import connection
+from django.db import DatabaseError, connection
 
 from . import s3
 from .models import Bucket
@@ -94,7 +94,12 @@ def check_buckets() -> dict:
 def check_all() -> dict:
     database = check_database()
     broker = check_broker()
-    buckets = check_buckets() if database["ok"] else {}
+    buckets = {}
+    if database["ok"]:
+        try:
+            buckets = check_buckets()
+        except DatabaseError as exc:  # reachable but not usable, e.g. not migrated yet
+            database = {"ok": False, "error": type(exc).__name__}
     failing = [name for name, part in (("database", database), ("broker", broker)) if not part["ok"]]
     failing += [f"bucket:{name}" for name, part in buckets.items() if not part["ok"]]
     return {
