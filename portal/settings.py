@@ -220,17 +220,19 @@ TRUST_X_FORWARDED_FOR = env_bool("TRUST_X_FORWARDED_FOR", False)
 CELERY_QUEUE_DIR = VAR_DIR / "celery" / "queue"
 CELERY_PROCESSED_DIR = VAR_DIR / "celery" / "processed"
 CELERY_RESULTS_DIR = VAR_DIR / "celery" / "results"
+CELERY_CONTROL_DIR = VAR_DIR / "celery" / "control"  # else kombu writes ./control in the working directory
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
 if not CELERY_BROKER_URL.split("://", 1)[0] in ("filesystem", "redis", "rediss", "amqp", "amqps", "pyamqp"):
     raise ConfigError("CELERY_BROKER_URL must start with filesystem://, redis://, rediss:// or amqp://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
-    for folder in (CELERY_QUEUE_DIR, CELERY_PROCESSED_DIR, CELERY_RESULTS_DIR):
+    for folder in (CELERY_QUEUE_DIR, CELERY_PROCESSED_DIR, CELERY_RESULTS_DIR, CELERY_CONTROL_DIR):
         folder.mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(CELERY_QUEUE_DIR),
         "data_folder_out": str(CELERY_QUEUE_DIR),
         "processed_folder": str(CELERY_PROCESSED_DIR),
         "store_processed": False,
+        "control_folder": str(CELERY_CONTROL_DIR),
     }
     _default_results = f"file://{CELERY_RESULTS_DIR}"
 elif CELERY_BROKER_URL.startswith("redis"):
