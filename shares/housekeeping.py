@@ -84,12 +84,6 @@ def _floor(moment: datetime) -> datetime:
     return EPOCH + timedelta(microseconds=(_micros(moment) // size) * size)
 
 
-def _rows(start: datetime, end: datetime) -> list[tuple]:
-    return list(
-        AuditEvent.objects.filter(created_at__gte=start, created_at__lt=end).order_by("id").values_list(*CANONICAL_FIELDS)
-    )
-
-
 # --- sealing ----------------------------------------------------------------------
 
 @dataclass
@@ -100,7 +94,9 @@ class SealPlan:
 
 
 def seal_audit(*, now: datetime | None = None, dry_run: bool = False) -> list[SealPlan]:
-    """Seal every closed period after the last seal. Empty stretches are sealed as one period."""
+    """Seal every closed period after the last seal; an idle stretch becomes one
+    empty seal. One pass over the events in time order (not one query per period),
+    so catching up on a year of hourly periods stays quick."""
     now = now or timezone.now()
     horizon = _floor(now - SEAL_MARGIN)  # periods ending at or before this are closed
     last = AuditSeal.objects.order_by("-period_end").first()
@@ -111,32 +107,51 @@ def seal_audit(*, now: datetime | None = None, dry_run: bool = False) -> list[Se
         if first is None:
             return []
         start, previous = _floor(first), ""
-    done: list[SealPlan] = []
-    while start + _period() <= horizon:
-        end = start + _period()
-        rows = _rows(start, end)
-        if not rows:
-            # Jump over an idle stretch in one seal, up to the next event's period.
-            following = (
-                AuditEvent.objects.filter(created_at__gte=end).order_by("created_at")
-                .values_list("created_at", flat=True).first()
-            )
-            end = min(_floor(following), horizon) if following else horizon
-            end = max(end, start + _period())
-        done.append(SealPlan(start, end, len(rows)))
-        if not dry_run:
-            manifest = _manifest(rows)
-            events_digest = hashlib.sha256(manifest.encode()).hexdigest()
-            digest = _seal_digest(period_start=start, period_end=end, event_count=len(rows),
-                                  events_digest=events_digest, previous_digest=previous)
-            AuditSeal.objects.create(
-                period_start=start, period_end=end, event_count=len(rows),
-                first_event_id=rows[0][0] if rows else None, last_event_id=rows[-1][0] if rows else None,
-                event_ids=manifest, events_digest=events_digest, previous_digest=previous, digest=digest,
-            )
-            previous = digest
-        start = end
-    return done
+    if start + _period() > horizon:
+        return []
+    plans: list[SealPlan] = []
+    pending: list[AuditSeal] = []
+
+    def seal(period_start: datetime, period_end: datetime, rows: list[tuple]) -> None:
+        nonlocal previous
+        rows.sort(key=lambda row: row[0])  # manifest in id order
+        plans.append(SealPlan(period_start, period_end, len(rows)))
+        if dry_run:
+            return
+        manifest = _manifest(rows)
+        events_digest = hashlib.sha256(manifest.encode()).hexdigest()
+        digest = _seal_digest(period_start=period_start, period_end=period_end, event_count=len(rows),
+                              events_digest=events_digest, previous_digest=previous)
+        pending.append(AuditSeal(
+            period_start=period_start, period_end=period_end, event_count=len(rows),
+            first_event_id=rows[0][0] if rows else None, last_event_id=rows[-1][0] if rows else None,
+            event_ids=manifest, events_digest=events_digest, previous_digest=previous, digest=digest,
+        ))
+        previous = digest
+
+    events = (AuditEvent.objects.filter(created_at__gte=start, created_at__lt=horizon)
+              .order_by("created_at", "id").values_list(*CANONICAL_FIELDS).iterator(chunk_size=2000))
+    cursor_start = start  # everything before this is sealed (or planned)
+    group_start, group = None, []
+    for row in events:
+        period_start = _floor(row[1])
+        if period_start != group_start:
+            if group_start is not None:
+                seal(group_start, group_start + _period(), group)
+                cursor_start = group_start + _period()
+            if period_start > cursor_start:
+                seal(cursor_start, period_start, [])  # the idle stretch before this event
+            group_start, group = period_start, []
+        group.append(row)
+    if group_start is not None:
+        seal(group_start, group_start + _period(), group)
+        cursor_start = group_start + _period()
+    if cursor_start < horizon:
+        seal(cursor_start, horizon, [])
+    if pending:
+        with transaction.atomic():
+            AuditSeal.objects.bulk_create(pending, batch_size=200)
+    return plans
 
 
 # --- verification -------------------------------------------------------------------
@@ -178,23 +193,30 @@ def purge_cutoff(now: datetime | None = None) -> datetime | None:
 
 
 def verify_audit(*, now: datetime | None = None) -> VerifyReport:
+    """Walk the seals and the events side by side, both in time order (one pass
+    each, constant memory per seal), and name every difference."""
     report = VerifyReport()
     cutoff = purge_cutoff(now)
     report.purge_cutoff = cutoff
     cutoff_us = _micros(cutoff) if cutoff else None
+    seals = AuditSeal.objects.order_by("period_end").iterator(chunk_size=100)
+    last_seal = AuditSeal.objects.order_by("-period_end").first()
+    if last_seal is None:
+        report.unsealed = AuditEvent.objects.count()
+        return report
+    events = iter(
+        AuditEvent.objects.filter(created_at__lt=last_seal.period_end).order_by("created_at", "id")
+        .values_list(*CANONICAL_FIELDS).iterator(chunk_size=2000)
+    )
+    pending_row = next(events, None)
+    missing: dict[int, int] = {}  # id -> seal id; checked at the end: removed or moved
     previous: AuditSeal | None = None
-    for seal in AuditSeal.objects.order_by("period_end").iterator(chunk_size=50):
+    for seal in seals:
         report.seals += 1
-        expected_previous = previous.digest if previous else ""
-        if seal.previous_digest != expected_previous:
+        if seal.previous_digest != (previous.digest if previous else ""):
             report.chain_errors.append(f"seal {seal.id}: chain broken (previous digest does not match the seal before)")
         if previous is not None and seal.period_start != previous.period_end:
             report.chain_errors.append(f"seal {seal.id}: gap or overlap after seal {previous.id}")
-        if previous is None:
-            # Events older than the first seal should not exist: they were never sealed.
-            report.inserted += list(
-                AuditEvent.objects.filter(created_at__lt=seal.period_start).order_by("id").values_list("id", flat=True)
-            )
         events_digest = hashlib.sha256(seal.event_ids.encode()).hexdigest()
         digest = _seal_digest(period_start=seal.period_start, period_end=seal.period_end,
                               event_count=seal.event_count, events_digest=events_digest,
@@ -204,29 +226,33 @@ def verify_audit(*, now: datetime | None = None) -> VerifyReport:
         expected = _parse_manifest(seal.event_ids)
         if len(expected) != seal.event_count:
             report.chain_errors.append(f"seal {seal.id}: event count does not match its manifest")
-        actual = {row[0]: event_hash(row) for row in _rows(seal.period_start, seal.period_end)}
-        report.events += len(actual)
-        for ident, digest_now in actual.items():
-            if ident not in expected:
+        seen: set[int] = set()
+        while pending_row is not None and pending_row[1] < seal.period_end:
+            ident = pending_row[0]
+            if pending_row[1] < seal.period_start or ident not in expected:
+                # Before the first seal, in a gap, or absent from its period's manifest.
                 report.inserted.append(ident)
-            elif expected[ident][1] != digest_now:
-                report.changed.append(ident)
-        missing = [ident for ident in expected if ident not in actual]
-        if missing:
-            # Still in the table but moved out of its period: its time was changed.
-            moved = set(AuditEvent.objects.filter(id__in=missing).values_list("id", flat=True))
-            for ident in missing:
-                if ident in moved:
+            else:
+                seen.add(ident)
+                report.events += 1
+                if expected[ident][1] != event_hash(pending_row):
                     report.changed.append(ident)
-                elif cutoff_us is not None and expected[ident][0] < cutoff_us:
-                    report.purged += 1
-                else:
-                    report.removed.append(ident)
+            pending_row = next(events, None)
+        for ident in expected.keys() - seen:
+            if cutoff_us is not None and expected[ident][0] < cutoff_us:
+                report.purged += 1  # older than the recorded purge cutoff: gone by retention
+            else:
+                missing[ident] = seal.id
         previous = seal
-    if previous is not None:
-        report.unsealed = AuditEvent.objects.filter(created_at__gte=previous.period_end).count()
-    else:
-        report.unsealed = AuditEvent.objects.count()
+    if missing:
+        ids = list(missing)
+        still_there: set[int] = set()
+        for i in range(0, len(ids), 2000):
+            still_there |= set(AuditEvent.objects.filter(id__in=ids[i:i + 2000]).values_list("id", flat=True))
+        for ident in sorted(ids):
+            # Still in the table but not in its period: its time was changed.
+            (report.changed if ident in still_there else report.removed).append(ident)
+    report.unsealed = AuditEvent.objects.filter(created_at__gte=last_seal.period_end).count()
     report.changed = sorted(set(report.changed))
     report.inserted = sorted(set(report.inserted) - set(report.changed))
     report.removed.sort()
