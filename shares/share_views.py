@@ -196,6 +196,10 @@ def share_revoke(request: HttpRequest, share_id: int) -> HttpResponse:
     """POST only. Without confirm=yes it answers the confirmation page, whose form
     posts here again with confirm=yes: no inline JS, works without any JS."""
     share = services.get_share_for_user(request.user, share_id)
+    if share.kind != Share.Kind.PORTAL:
+        messages.error(request, "A direct link cannot be revoked: it is a signed S3 link that works until it "
+                                "expires. Share portal links to keep that control.")
+        return redirect("my_shares")
     if request.POST.get("confirm") != "yes":
         return render(request, "shares/share_revoke_confirm.html", {"share": share, "nav": "shares"})
     try:

@@ -391,3 +391,13 @@ def test_it_rerenders_an_empty_post_with_errors(alice_client, s3_bucket, report)
     assert response.status_code == 400
     assert response.context["form"].errors.get("expiry")
     assert Share.objects.count() == 0
+
+
+def test_it_explains_that_a_direct_link_cannot_be_revoked(alice_client, s3_bucket, report):
+    post_share(alice_client, s3_bucket.name, report, kind="direct")
+    share = Share.objects.get()
+    response = alice_client.post(f"/shares/{share.pk}/revoke", {"confirm": "yes"}, follow=True)
+    assert "A direct link cannot be revoked" in response.content.decode()
+    share.refresh_from_db()
+    assert share.revoked_at is None
+    assert not AuditEvent.objects.filter(action="share.revoked").exists()
