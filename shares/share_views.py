@@ -143,7 +143,10 @@ def share_qr(request: HttpRequest, share_id: int) -> HttpResponse:
     if share.kind != Share.Kind.PORTAL:
         # The signed URL of a direct link is not kept, so there is nothing to encode.
         raise Http404("A direct link cannot be shown again")
-    response = HttpResponse(qr.qr_svg(services.portal_url(share, request)), content_type="image/svg+xml")
+    svg = qr.qr_svg(services.portal_url(share, request))
+    if svg is None:
+        raise Http404("The link is too long for a QR code")
+    response = HttpResponse(svg, content_type="image/svg+xml")
     response["Cache-Control"] = "no-store"
     return response
 
