@@ -401,3 +401,28 @@ def test_it_explains_that_a_direct_link_cannot_be_revoked(alice_client, s3_bucke
     share.refresh_from_db()
     assert share.revoked_at is None
     assert not AuditEvent.objects.filter(action="share.revoked").exists()
+
+
+def _many_shares(owner, bucket, count: int) -> None:
+    import secrets
+
+    now = timezone.now()
+    Share.objects.bulk_create([
+        Share(bucket=bucket, bucket_name=bucket.name, key=f"k{i}", kind="portal", created_by=owner,
+              created_by_name=owner.username, created_at=now - dt.timedelta(minutes=i), expires_in=3600,
+              requested_expires_at=now + dt.timedelta(hours=1), expires_at=now + dt.timedelta(hours=1),
+              token_nonce=secrets.token_urlsafe(32), token_digest=secrets.token_hex(32))
+        for i in range(count)
+    ])
+
+
+def test_my_shares_costs_the_same_queries_for_a_full_page(alice, alice_client, s3_bucket, grants,
+                                                          django_assert_max_num_queries):
+    _many_shares(alice, s3_bucket, 3)
+    alice_client.get("/shares/")  # warm the session and the template cache
+    with django_assert_max_num_queries(8) as few:
+        alice_client.get("/shares/")
+    _many_shares(alice, s3_bucket, 40)
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        response = alice_client.get("/shares/")
+    assert response.content.decode().count(">Copy link</button>") == 25
