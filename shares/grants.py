@@ -60,23 +60,56 @@ def grant_prefixes(user, bucket: Bucket) -> list[str]:
     return sorted({normalise_prefix(g.prefix) for g in _user_grants(user).filter(bucket=bucket)})
 
 
-def access_for(user, bucket: Bucket, key: str) -> Access | None:
-    """The best grant covering `key` (an object key or a folder prefix), or None."""
+def bucket_accesses(user, bucket: Bucket) -> list[Access]:
+    """Every grant a user holds on one bucket, as Access values, in one query
+    (a folder page needs both the covering grant and the prefixes above it)."""
     if not user.is_authenticated:
-        return None
+        return []
     portal_cap = max(settings.PORTAL_LINK_MAX_EXPIRY, 1)
     if user.is_superuser:
-        return Access(can_share=True, max_expiry=min(bucket.max_expiry, portal_cap), prefix="")
-    best: Access | None = None
-    for grant in _user_grants(user).filter(bucket=bucket):
-        prefix = normalise_prefix(grant.prefix)
-        if not key.startswith(prefix):
-            continue
-        candidate = Access(
+        return [Access(can_share=True, max_expiry=min(bucket.max_expiry, portal_cap), prefix="")]
+    return [
+        Access(
             can_share=grant.can_share,
             max_expiry=min(grant.max_expiry, bucket.max_expiry, portal_cap),
-            prefix=prefix,
+            prefix=normalise_prefix(grant.prefix),
         )
+        for grant in _user_grants(user).filter(bucket=bucket)
+    ]
+
+
+def bucket_with_accesses(user, name: str) -> tuple[Bucket, list[Access]]:
+    """get_bucket_for_user() and bucket_accesses() in one query: the bucket
+    comes with the grants (select_related). 404 to anyone without a grant."""
+    if user.is_authenticated and not user.is_superuser:
+        found = list(_user_grants(user).filter(bucket__name=name).select_related("bucket"))
+        if not found:
+            raise Http404("No such bucket")
+        bucket = found[0].bucket
+        portal_cap = max(settings.PORTAL_LINK_MAX_EXPIRY, 1)
+        return bucket, [
+            Access(
+                can_share=grant.can_share,
+                max_expiry=min(grant.max_expiry, bucket.max_expiry, portal_cap),
+                prefix=normalise_prefix(grant.prefix),
+            )
+            for grant in found
+        ]
+    bucket = get_bucket_for_user(user, name)
+    return bucket, bucket_accesses(user, bucket)
+
+
+def best_access(accesses: list[Access], key: str) -> Access | None:
+    """The strongest of `accesses` covering `key` (an object key or a folder prefix)."""
+    best: Access | None = None
+    for candidate in accesses:
+        if not key.startswith(candidate.prefix):
+            continue
         if best is None or (candidate.can_share, candidate.max_expiry) > (best.can_share, best.max_expiry):
             best = candidate
     return best
+
+
+def access_for(user, bucket: Bucket, key: str) -> Access | None:
+    """The best grant covering `key` (an object key or a folder prefix), or None."""
+    return best_access(bucket_accesses(user, bucket), key)
