@@ -189,8 +189,10 @@ def dead_broker(settings, monkeypatch):
 
     from portal.celery import app
 
-    settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"
+    # Read before changing settings: the first read of app.conf loads the Django
+    # settings, and would otherwise "restore" the dead URL for every later test.
     previous = app.conf.broker_url
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"
     app.conf.broker_url = "redis://127.0.0.1:1/0"
 
     def refuse(*args, **kwargs):
