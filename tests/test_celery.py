@@ -37,6 +37,15 @@ def _need(service: str, host: str, port: int, *, required_in_ci: bool = True) ->
     pytest.skip(f"{service.upper()} TESTS SKIPPED: {message}")
 
 
+@pytest.fixture
+def own_app_config(monkeypatch):
+    """Celery lets CELERY_BROKER_URL / CELERY_RESULT_BACKEND in the environment win
+    over an app's own configuration: drop them (CI's Redis pass sets them) so the
+    app built in a test talks to the broker the test chose."""
+    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
+    monkeypatch.delenv("CELERY_RESULT_BACKEND", raising=False)
+
+
 def _round_trip(app: Celery, start_worker, extra_env: dict[str, str], log_path: Path) -> None:
     queue = f"test-{uuid.uuid4().hex[:10]}"
     start_worker(extra_env, queues=queue, log_path=log_path)
@@ -57,7 +66,7 @@ def test_it_runs_a_task_on_a_real_worker_through_the_configured_broker(celery_wo
 
 
 @pytest.mark.slow
-def test_it_runs_a_task_through_the_filesystem_broker(celery_worker_process, tmp_path):
+def test_it_runs_a_task_through_the_filesystem_broker(celery_worker_process, tmp_path, own_app_config):
     """The embedded default, even in CI's Redis pass: no broker server at all."""
     data = tmp_path / "data"
     # settings.py puts the queue in PORTAL_DATA_DIR/celery/queue; the worker gets
@@ -75,7 +84,7 @@ def test_it_runs_a_task_through_the_filesystem_broker(celery_worker_process, tmp
 
 @pytest.mark.services
 @pytest.mark.slow
-def test_it_runs_a_task_through_redis(celery_worker_process, tmp_path):
+def test_it_runs_a_task_through_redis(celery_worker_process, tmp_path, own_app_config):
     _need("Redis", "127.0.0.1", 6379)
     app = Celery("portal-test", broker=REDIS_URL, backend=REDIS_URL)
     _round_trip(app, celery_worker_process,
@@ -84,7 +93,7 @@ def test_it_runs_a_task_through_redis(celery_worker_process, tmp_path):
 
 @pytest.mark.services
 @pytest.mark.slow
-def test_it_runs_a_task_through_rabbitmq(celery_worker_process, tmp_path):
+def test_it_runs_a_task_through_rabbitmq(celery_worker_process, tmp_path, own_app_config):
     # RabbitMQ is an optional production broker: CI machines have it, a laptop may not.
     _need("RabbitMQ", "127.0.0.1", 5672, required_in_ci=False)
     app = Celery("portal-test", broker=AMQP_URL, backend="rpc://")

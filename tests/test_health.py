@@ -106,8 +106,12 @@ def _healthz_in_subprocess(tmp_path: Path, *, migrate: bool = True, **env: str) 
         "print(r.status_code); print(r.content.decode())\n"
     )
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "DJANGO_ALLOW_ASYNC"))}
-    full_env.update(DJANGO_SETTINGS_MODULE="portal.settings", PORTAL_DATA_DIR=str(tmp_path),
-                    ALLOWED_HOSTS="testserver", **env)
+    # A fresh SQLite file and the filesystem queue unless the test says otherwise,
+    # whatever this test pass is configured with.
+    full_env.pop("CELERY_RESULT_BACKEND", None)
+    full_env.update({"DJANGO_SETTINGS_MODULE": "portal.settings", "PORTAL_DATA_DIR": str(tmp_path),
+                     "ALLOWED_HOSTS": "testserver", "DATABASE_URL": f"sqlite:///{tmp_path / 'portal.sqlite3'}",
+                     "CELERY_BROKER_URL": "filesystem://", **env})
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=full_env, capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 0, result.stderr
