@@ -43,12 +43,12 @@ def _rate_limited(ip: str | None) -> tuple[bool, bool]:
     window per IP in the shared cache."""
     window = int(time.time() // 60)
     cache_key = f"s-link-rate:{ip or 'unknown'}:{window}"
-    cache.add(cache_key, 0, timeout=90)
+    # incr first: on the database cache each call is a write transaction, and
+    # after the first visit of a window the key exists.
     try:
         count = cache.incr(cache_key)
-    except ValueError:  # expired between add and incr
-        cache.set(cache_key, 1, timeout=90)
-        count = 1
+    except ValueError:
+        count = 1 if cache.add(cache_key, 1, timeout=90) else cache.incr(cache_key)
     limit = settings.PORTAL_LINK_RATE_LIMIT
     return count > limit, count == limit + 1
 
@@ -76,70 +76,72 @@ def _outcome_of(share: Share, now) -> str | None:
 @require_safe
 def share_link(request: HttpRequest, token: str) -> HttpResponse:
     ip = audit.client_ip(request)
-    over, first_refusal = _rate_limited(ip)
-    if over:
-        # One audit event per IP per window, not per refused request: a flood must
-        # not be able to flood the audit log too.
-        if first_refusal:
-            share = None
-            if TOKEN_RE.fullmatch(token):
-                share = Share.objects.filter(token_digest=services.token_digest(token)).first()
-            with transaction.atomic():
+    share = None
+    if TOKEN_RE.fullmatch(token):
+        share = (Share.objects.select_related("bucket")
+                 .filter(token_digest=services.token_digest(token), kind=Share.Kind.PORTAL).first())
+    now = timezone.now()
+    outcome = None
+    location = ""
+    if share is not None:
+        outcome = _outcome_of(share, now)
+        if outcome is None:
+            if share.bucket is None or not share.bucket.enabled:
+                # The bucket was removed from the registry: nothing can be signed for it.
+                outcome = "revoked"
+            else:
+                # Signing is local (no network): done before the write transaction
+                # so that the database lock is held as briefly as possible.
+                try:
+                    config = services.config_for_bucket(share.bucket)
+                    location = s3.presign_get(config, share.key, expires_in=settings.PORTAL_LINK_REDIRECT_EXPIRY)
+                except (s3.S3Error, services.ShareError) as exc:
+                    log.warning("portal link: cannot sign share %s: %s", share.pk, exc.message)
+                    return _no_store(render(request, "shares/link_unavailable.html", status=502))
+
+    counted = False
+    # One write transaction per visit: the rate-limit counter (on the database
+    # cache it joins this transaction), the download count and the audit event.
+    with transaction.atomic():
+        over, first_refusal = _rate_limited(ip)
+        if over:
+            # One audit event per IP per window, not per refused request: a flood
+            # must not be able to flood the audit log too.
+            if first_refusal:
                 audit.record(audit.LINK_VISITED, request=request, actor_name="anonymous",
                              bucket=share.bucket_name if share else "", key=share.key if share else "",
                              share=share, details={"outcome": "rate_limited"})
+        elif share is not None:
+            if outcome is None and request.method == "GET":
+                # One conditional UPDATE: two visitors racing for the last download
+                # of a limit cannot both win, on any database.
+                updated = (
+                    Share.objects.filter(pk=share.pk, revoked_at__isnull=True, expires_at__gt=now)
+                    .filter(Q(max_downloads__isnull=True) | Q(download_count__lt=F("max_downloads")))
+                    .update(download_count=F("download_count") + 1)
+                )
+                if updated:
+                    counted = True
+                    if share.max_downloads is not None:
+                        Share.objects.filter(pk=share.pk, max_downloads__isnull=False,
+                                             download_count__gte=F("max_downloads"),
+                                             status=Share.Status.ACTIVE).update(status=Share.Status.USED_UP)
+                else:
+                    share.refresh_from_db()
+                    outcome = _outcome_of(share, now) or "used_up"
+            details = {"outcome": outcome or "redirected"}
+            if request.method == "HEAD":
+                details["method"] = "HEAD"  # a HEAD never counts as a download
+            audit.record(audit.LINK_VISITED, request=request, actor_name="anonymous", bucket=share.bucket_name,
+                         key=share.key, share=share, details=details)
+
+    if over:
+        log.warning("portal link: rate limit reached for %s", ip)
         response = _no_store(render(request, "shares/link_rate_limited.html", status=429))
         response["Retry-After"] = "60"
-        log.warning("portal link: rate limit reached for %s", ip)
         return response
-
-    if not TOKEN_RE.fullmatch(token):
-        return _unknown(request)
-    share = (Share.objects.select_related("bucket")
-             .filter(token_digest=services.token_digest(token), kind=Share.Kind.PORTAL).first())
     if share is None:
         return _unknown(request)
-
-    now = timezone.now()
-    outcome = _outcome_of(share, now)
-    location = ""
-    if outcome is None:
-        if share.bucket is None or not share.bucket.enabled:
-            # The bucket was removed from the registry: nothing can be signed for it.
-            outcome = "revoked"
-        else:
-            try:
-                config = services.config_for_bucket(share.bucket)
-                location = s3.presign_get(config, share.key, expires_in=settings.PORTAL_LINK_REDIRECT_EXPIRY)
-            except (s3.S3Error, services.ShareError) as exc:
-                log.warning("portal link: cannot sign share %s: %s", share.pk, exc.message)
-                response = render(request, "shares/link_unavailable.html", status=502)
-                return _no_store(response)
-
-    counted = False
-    with transaction.atomic():
-        if outcome is None and request.method == "GET":
-            # One conditional UPDATE: two visitors racing for the last download of
-            # a limit cannot both win, on any database.
-            updated = (
-                Share.objects.filter(pk=share.pk, revoked_at__isnull=True, expires_at__gt=now)
-                .filter(Q(max_downloads__isnull=True) | Q(download_count__lt=F("max_downloads")))
-                .update(download_count=F("download_count") + 1)
-            )
-            if updated:
-                counted = True
-                Share.objects.filter(pk=share.pk, max_downloads__isnull=False,
-                                     download_count__gte=F("max_downloads"),
-                                     status=Share.Status.ACTIVE).update(status=Share.Status.USED_UP)
-            else:
-                share.refresh_from_db()
-                outcome = _outcome_of(share, now) or "used_up"
-        details = {"outcome": outcome or "redirected"}
-        if request.method == "HEAD":
-            details["method"] = "HEAD"  # a HEAD never counts as a download
-        audit.record(audit.LINK_VISITED, request=request, actor_name="anonymous", bucket=share.bucket_name,
-                     key=share.key, share=share, details=details)
-
     if outcome is not None:
         return _gone(request, share, outcome)
     log.info("portal link: share %s visited (%s)", share.pk, "counted" if counted else request.method)

@@ -373,3 +373,21 @@ def test_it_signs_dot_and_slash_keys_verbatim(alice, grants, s3_bucket, key):
     path = urllib.parse.urlsplit(result.url).path
     assert urllib.parse.unquote(path) == f"/{s3_bucket.name}/{key}"
     assert result.share.key == key
+
+
+def test_the_fast_grant_check_agrees_with_grants_access_for(alice, bob, charlie, admin_user, grants, s3_bucket):
+    from django.contrib.auth.models import Group
+
+    from shares import grants as grants_module
+    from shares.models import Grant
+
+    # A narrower group grant that cannot share, and a longer user grant, to make "best" matter.
+    team = Group.objects.get(name="Team")
+    Grant.objects.create(bucket=s3_bucket, group=team, prefix="locked", can_share=False, max_expiry=60)
+    Grant.objects.create(bucket=s3_bucket, user=bob, prefix="team-a/deep/", can_share=True, max_expiry=3600 * 30)
+    for user in (alice, bob, charlie, admin_user):
+        for key in ("x", "team-a/x", "team-a/deep/x", "team-ab/x", "locked/x", "lockedx"):
+            bucket, access = services._bucket_and_access(user, s3_bucket.name, key)
+            expected = grants_module.access_for(user, s3_bucket, key)
+            assert access == expected, (user, key)
+            assert (bucket is None) == (not grants_module.grant_prefixes(user, s3_bucket))
