@@ -9,7 +9,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_safe
 
 from . import grants, health
 
@@ -21,7 +21,7 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 @never_cache
-@require_GET
+@require_safe  # load balancers probe with GET or HEAD
 @login_not_required
 def healthz(request: HttpRequest) -> JsonResponse:
     report = health.check_all()

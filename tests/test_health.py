@@ -91,6 +91,7 @@ def test_it_caches_bucket_probes_so_healthz_cannot_hammer_s3(client, s3_bucket, 
 
 def test_it_needs_no_sign_in_and_rejects_post(client, db):
     assert client.get("/healthz").status_code == 200
+    assert client.head("/healthz").status_code == 200
     assert client.post("/healthz").status_code == 405
 
 
