@@ -14,7 +14,7 @@ from datetime import timezone as dt_timezone
 from django import forms
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -25,6 +25,7 @@ from . import audit
 from .models import AuditEvent, Share
 
 PAGE_SIZE = 50
+NARROW_RANGE_DAYS = 31
 EXPORT_CHUNK = 2000
 ACTIONS = [
     audit.SHARE_CREATED, audit.SHARE_REVOKED, audit.LINK_VISITED, audit.ACCESS_DENIED, audit.LOGIN,
@@ -105,6 +106,18 @@ def filtered_events(data: dict) -> QuerySet[AuditEvent]:
     return events
 
 
+def newest_first(data: dict):
+    """Order by id, newest first. For a short date range in the past, order by
+    id+0 instead: same order, but PostgreSQL then reads the range through the
+    created_at index and sorts a few thousand rows, rather than walking the
+    primary key back from today until it reaches the range (it cannot know that
+    ids and times rise together)."""
+    start, end = data.get("date_from"), data.get("date_to") or timezone.localdate()
+    if start and (end - start).days <= NARROW_RANGE_DAYS:
+        return (F("id") + 0).desc()
+    return "-id"
+
+
 def _row(event: AuditEvent) -> dict:
     return {
         "id": event.id,
@@ -134,7 +147,7 @@ def audit_log(request: HttpRequest) -> HttpResponse:
         if data.get("before"):
             events = events.filter(id__lt=data["before"])
         # One extra row tells whether an older page exists: no COUNT(*).
-        page = list(events.order_by("-id")[: PAGE_SIZE + 1])
+        page = list(events.order_by(newest_first(data))[: PAGE_SIZE + 1])
         if len(page) > PAGE_SIZE:
             page = page[:PAGE_SIZE]
             next_before = page[-1].id

@@ -1,6 +1,9 @@
 """Signal handlers that feed the audit log: sign-in succeeded/failed, and admin
-changes to buckets, grants and API tokens (written by post_save/post_delete,
-so inside the admin's own transaction)."""
+changes to buckets and grants (written by post_save/post_delete, so inside the
+admin's own transaction).
+
+API tokens are not handled here: shares/tokens.py and the ApiToken admin already
+write token.created / token.deleted, and one action must make exactly one event."""
 from __future__ import annotations
 
 from django.contrib.auth.signals import user_logged_in, user_login_failed
@@ -9,7 +12,9 @@ from django.dispatch import receiver
 from django.urls import NoReverseMatch, reverse
 
 from . import audit, audit_db  # noqa: F401  (audit_db registers the SQLite purge function)
-from .models import ApiToken, Bucket, Grant
+from .models import Bucket, Grant
+
+AUDITED_MODELS = (Bucket, Grant)
 
 
 def _over_http(request) -> bool:
@@ -45,9 +50,6 @@ def _admin_request():
 
 
 def _describe(instance) -> str:
-    if isinstance(instance, ApiToken):
-        # Never the token; its name and owner tell it apart.
-        return f"{instance.name} (user {instance.user_id})"
     return str(instance)[:200]
 
 
@@ -72,11 +74,11 @@ def _record_change(instance, change: str) -> None:
 
 @receiver(post_save, dispatch_uid="audit.admin_save")
 def on_save(sender, instance, created: bool, raw: bool = False, **kwargs) -> None:
-    if sender in (Bucket, Grant, ApiToken) and not raw:
+    if sender in AUDITED_MODELS and not raw:
         _record_change(instance, "created" if created else "changed")
 
 
 @receiver(post_delete, dispatch_uid="audit.admin_delete")
 def on_delete(sender, instance, **kwargs) -> None:
-    if sender in (Bucket, Grant, ApiToken):
+    if sender in AUDITED_MODELS:
         _record_change(instance, "deleted")

@@ -82,7 +82,7 @@ def test_it_records_a_failed_sign_in_without_the_password(client, alice):
     assert "wrong-password-1" not in str(event.details)
 
 
-def test_it_records_admin_changes_to_buckets_grants_and_tokens(admin_client, admin_user, alice):
+def test_it_records_admin_changes_to_buckets_and_grants(admin_client, admin_user, alice):
     response = admin_client.post("/admin/shares/bucket/add/", {
         "name": "audit-demo", "label": "", "region": "us-east-1", "endpoint_url": "", "public_endpoint_url": "",
         "addressing_style": "auto", "aws_profile": "", "enabled": "on", "default_expiry": "3600",
@@ -231,3 +231,23 @@ def test_audit_verify_does_not_flag_purged_events(settings, db):
     assert report.ok, report
     assert report.purged == 1 and not AuditEvent.objects.filter(pk=old.pk).exists()
     assert AuditEvent.objects.filter(pk=kept.pk).exists()
+
+
+def test_an_admin_token_deletion_writes_exactly_one_event(admin_client, alice):
+    from shares.models import ApiToken
+
+    token = ApiToken.objects.create(user=alice, name="backup", digest="d" * 64, prefix="s3p_abcdef")
+    response = admin_client.post(f"/admin/shares/apitoken/{token.id}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    assert list(AuditEvent.objects.values_list("action", flat=True)) == [audit.TOKEN_DELETED]
+
+
+def test_audit_verify_names_an_event_moved_to_another_time(settings, db):
+    settings.AUDIT_SEAL_PERIOD_MINUTES = 60
+    moved = _event(T0 + timedelta(minutes=1))
+    _event(T0 + timedelta(minutes=100))
+    _seal_everything(T0 + timedelta(days=1))
+    _drop_triggers()
+    AuditEvent.objects.filter(pk=moved.pk).update(created_at=T0 + timedelta(minutes=90))
+    report = housekeeping.verify_audit()
+    assert (report.changed, report.removed, report.inserted) == ([moved.id], [], [])
