@@ -110,6 +110,35 @@ def test_it_serves_the_demo_and_stops_every_child_on_ctrl_c(tmp_path):
     assert _group_members(set(children.values())) == []
 
 
+@pytest.mark.slow
+def test_without_the_demo_it_starts_no_local_s3_and_stops_on_sigterm(tmp_path):
+    port = free_port()
+    output = tmp_path / "run.out"
+    with open(output, "wb") as out:
+        process = subprocess.Popen([sys.executable, str(RUN)], cwd=ROOT,
+                                   env=_run_env(tmp_path / "data", port, PORTAL_DEMO="0",
+                                                PORTAL_DEMO_PASSWORD="a-chosen-password-123"),
+                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        text = _wait_for(r"Logs: ", output, process, timeout=180)
+        children = {name: int(pid) for name, pid in re.findall(r"started (\w+) \(pid (\d+)\)", text)}
+        assert set(children) == {"worker", "beat", "server"}
+        assert "Local S3 endpoint" not in text and "nanio" not in text
+        assert "sign in as:  admin   password: a-chosen-password-123" in text
+        health = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10).json()
+        assert health["status"] == "ok" and health["buckets"] == {}
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        try:
+            returncode = process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            raise
+    assert returncode == 0
+    assert _group_members(set(children.values())) == []
+
+
 def test_it_refuses_a_port_in_use_with_one_line(tmp_path):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
