@@ -14,7 +14,7 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import grants, qr, services
+from . import browse, grants, qr, services
 from .forms import ShareForm
 from .models import Bucket, Share
 
@@ -98,7 +98,10 @@ def share_new(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "shares/share_new.html",
-        {"form": form, "bucket": bucket, "key": key, "access": access, "filename": key.rsplit("/", 1)[-1]},
+        {"form": form, "bucket": bucket, "key": key, "access": access, "filename": key.rsplit("/", 1)[-1],
+         # Cancel goes back to the file's folder (the browse pages' own URL scheme).
+         "folder_url": browse.folder_url(bucket.name, key[: key.rfind("/") + 1]),
+         "object_url": browse.object_url(bucket.name, key)},
         status=status,
     )
 

@@ -426,3 +426,8 @@ def test_my_shares_costs_the_same_queries_for_a_full_page(alice, alice_client, s
     with django_assert_max_num_queries(len(few.captured_queries)):
         response = alice_client.get("/shares/")
     assert response.content.decode().count(">Copy link</button>") == 25
+
+
+def test_cancel_goes_back_to_the_files_folder(alice_client, s3_bucket, report):
+    response = alice_client.get(share_url(s3_bucket.name, report))
+    assert f'href="/browse/{s3_bucket.name}/reports/" class="button secondary">Cancel'.encode() in response.content
