@@ -144,5 +144,5 @@ def share_link(request: HttpRequest, token: str) -> HttpResponse:
         return _unknown(request)
     if outcome is not None:
         return _gone(request, share, outcome)
-    log.info("portal link: share %s visited (%s)", share.pk, "counted" if counted else request.method)
+    log.debug("portal link: share %s visited (%s)", share.pk, "counted" if counted else request.method)
     return _no_store(HttpResponseRedirect(location))

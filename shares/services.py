@@ -355,7 +355,7 @@ def share_create(
 
     if kind == Share.Kind.PORTAL:
         url = portal_url(share, request)
-    log.info("share %s created by %s: %s link to %s/%s", share.pk, creator_name, kind, bucket_name, key)
+    log.debug("share %s created by %s: %s link to %s/%s", share.pk, creator_name, kind, bucket_name, key)
     return ShareResult(share=share, url=url, warning=warning)
 
 
