@@ -450,3 +450,46 @@ def test_it_explains_access_denied_by_s3(alice_client, layout, monkeypatch):
     assert response.status_code in (403, 502)
     assert b"S3 denied access" in response.content
     assert b"wrong-secret" not in response.content
+
+
+def test_it_explains_an_endpoint_that_does_not_answer_in_time(alice_client, layout, settings):
+    import socket
+
+    from shares import s3
+
+    # A socket that completes the TCP handshake (listen backlog) but never answers.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    settings.S3_READ_TIMEOUT = 1
+    settings.S3_MAX_ATTEMPTS = 1
+    try:
+        Bucket.objects.filter(pk=layout.pk).update(endpoint_url=f"http://127.0.0.1:{silent.getsockname()[1]}")
+        response = alice_client.get(f"/browse/{layout.name}/")
+    finally:
+        silent.close()
+        s3.clear_clients()
+    assert response.status_code == 504
+    assert b"The S3 endpoint did not answer in time" in response.content
+
+
+@pytest.mark.parametrize("code, status, http, message", [
+    ("AuthorizationHeaderMalformed", 400, 502, "is in another region than the one configured"),
+    ("PermanentRedirect", 301, 502, "is in another region than the one configured"),
+    ("AccessDenied", 403, 403, "S3 denied access"),
+    ("NoSuchBucket", 404, 404, "does not exist"),
+    ("SlowDown", 503, 502, "S3 answered an error (SlowDown)"),
+])
+def test_it_words_s3_errors_that_nanio_cannot_produce(alice_client, layout, code, status, http, message):
+    """nanio ignores the signing region; botocore's Stubber makes the portal's own
+    cached client answer as AWS would."""
+    from botocore.stub import Stubber
+
+    from shares import s3
+
+    client = s3.client_for(s3.BucketConfig.from_bucket(layout))
+    with Stubber(client) as stubber:
+        stubber.add_client_error("list_objects_v2", service_error_code=code, http_status_code=status)
+        response = alice_client.get(f"/browse/{layout.name}/")
+    assert response.status_code == http
+    assert message.encode() in response.content
