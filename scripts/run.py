@@ -184,7 +184,10 @@ def main() -> int:
 
             say("== starting the local S3 server (nanio)")
             local_s3 = LocalS3(data_dir / "s3", port=nanio_port or None)
-            local_s3.start(log_file=open(log_dir / "nanio.log", "ab"))
+            try:
+                local_s3.start(log_file=open(log_dir / "nanio.log", "ab"))
+            except (RuntimeError, OSError) as exc:
+                raise Fatal(f"The local S3 server did not start: {exc}; see {log_dir / 'nanio.log'}") from None
             children.adopt("nanio", local_s3.process)
             # The portal reads the standard AWS chain; for the demo that chain is nanio's keys.
             os.environ.update(local_s3.aws_env())
@@ -198,7 +201,16 @@ def main() -> int:
                 marker.write_text("seeded\n", encoding="utf-8")
                 say(f"  seeded s3://{demo_data.DEMO_BUCKET} with {count} objects in {time.monotonic() - started:.1f} s")
 
-        username, password = prepare_database(data_dir, demo, local_s3)
+        try:
+            username, password = prepare_database(data_dir, demo, local_s3)
+        except ConfigError:
+            raise
+        except Exception as exc:  # e.g. PostgreSQL down: one line, not a traceback
+            from django.db import DatabaseError
+
+            if not isinstance(exc, DatabaseError):
+                raise
+            raise Fatal(f"The database is not usable ({type(exc).__name__}): {str(exc).strip().splitlines()[0]}") from None
         if stop_requested:
             return 0
 
