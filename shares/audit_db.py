@@ -107,3 +107,30 @@ def job_lock(name: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# The same triggers as migration 0002, idempotent.
+SQLITE_ENSURE = [
+    """CREATE TRIGGER IF NOT EXISTS shares_auditevent_no_update BEFORE UPDATE ON shares_auditevent
+       BEGIN SELECT RAISE(ABORT, 'audit events are append-only: UPDATE refused'); END""",
+    """CREATE TRIGGER IF NOT EXISTS shares_auditevent_no_delete BEFORE DELETE ON shares_auditevent
+       WHEN portal_audit_purge() IS NOT 1
+       BEGIN SELECT RAISE(ABORT, 'audit events are append-only: DELETE refused'); END""",
+]
+
+
+def ensure_append_only_sqlite(sender=None, using: str = "default", **kwargs) -> None:
+    """post_migrate: on SQLite, a later migration that alters shares_auditevent
+    rebuilds the table (copy, drop, rename) and the rebuild drops its triggers.
+    Put them back, so the log never silently stops being append-only."""
+    from django.db import connections
+
+    conn = connections[using]
+    if conn.vendor != "sqlite":
+        return
+    with conn.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'shares_auditevent'")
+        if cursor.fetchone() is None:
+            return
+        for statement in SQLITE_ENSURE:
+            cursor.execute(statement)

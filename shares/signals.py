@@ -7,7 +7,7 @@ write token.created / token.deleted, and one action must make exactly one event.
 from __future__ import annotations
 
 from django.contrib.auth.signals import user_logged_in, user_login_failed
-from django.db.models.signals import post_delete, post_save
+from django.db.models.signals import post_delete, post_migrate, post_save
 from django.dispatch import receiver
 from django.urls import NoReverseMatch, reverse
 
@@ -15,6 +15,8 @@ from . import audit, audit_db  # noqa: F401  (audit_db registers the SQLite purg
 from .models import Bucket, Grant
 
 AUDITED_MODELS = (Bucket, Grant)
+
+post_migrate.connect(audit_db.ensure_append_only_sqlite, dispatch_uid="audit.ensure_append_only")
 
 
 def _over_http(request) -> bool:

@@ -251,3 +251,15 @@ def test_audit_verify_names_an_event_moved_to_another_time(settings, db):
     AuditEvent.objects.filter(pk=moved.pk).update(created_at=T0 + timedelta(minutes=90))
     report = housekeeping.verify_audit()
     assert (report.changed, report.removed, report.inserted) == ([moved.id], [], [])
+
+
+def test_a_table_rebuild_on_sqlite_gets_its_triggers_back(db):
+    from shares.audit_db import ensure_append_only_sqlite
+
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite rebuilds tables to alter them; PostgreSQL keeps triggers")
+    _drop_triggers()  # what a table rebuild by a later migration does
+    ensure_append_only_sqlite(using=connection.alias)  # run by post_migrate
+    event = _event(T0)
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+        AuditEvent.objects.filter(pk=event.pk).delete()
