@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Sharing benchmark, run by hand (not part of the test suite):
 
-    .venv/bin/python bench/share.py [--seconds 8] [--rounds 3] [--concurrency 8] [--workers 2] [--threads 4]
+    .venv/bin/python bench/share.py [--seconds 2] [--rounds 7] [--concurrency 8] [--workers 2] [--threads 4]
 
 Starts nanio and the portal under gunicorn (gthread) on a fresh data folder
 (SQLite + the embedded defaults, or DATABASE_URL / CACHE_URL if set: point
@@ -43,8 +43,8 @@ sys.path.insert(0, str(ROOT))
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=8.0, help="per scenario per round")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=2.0, help="per scenario per round")
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
