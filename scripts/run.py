@@ -241,8 +241,8 @@ def main() -> int:
         if local_s3:
             say(f"Local S3 endpoint: {local_s3.endpoint_url}  (bucket: portal-demo, region {local_s3.region})")
             say(f"  access key: {local_s3.access_key}   secret key: {local_s3.secret_key}")
-            say("  add a file:  AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={} \\".format(
-                local_s3.access_key, local_s3.secret_key))
+            say("  add a file:  AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={} AWS_DEFAULT_REGION={} \\".format(
+                local_s3.access_key, local_s3.secret_key, local_s3.region))
             say(f"    aws --endpoint-url {local_s3.endpoint_url} s3 cp ./myfile.txt s3://portal-demo/uploads/myfile.txt")
         say(f"Logs: {log_dir}   Stop: Ctrl-C")
         say("=" * 72)
