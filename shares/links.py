@@ -15,10 +15,9 @@ from django.contrib.auth.decorators import login_not_required
 from django.core.cache import cache
 from django.db import transaction
 from django.db.models import F, Q
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import render
 from django.utils import timezone
-from django.views.decorators.http import require_safe
 
 from . import audit, s3, services
 from .models import Share
@@ -43,12 +42,17 @@ def _rate_limited(ip: str | None) -> tuple[bool, bool]:
     window per IP in the shared cache."""
     window = int(time.time() // 60)
     cache_key = f"s-link-rate:{ip or 'unknown'}:{window}"
-    # incr first: on the database cache each call is a write transaction, and
-    # after the first visit of a window the key exists.
+    # incr first: on the database cache each call is a write, and after the
+    # first visit of a window the key exists.
     try:
-        count = cache.incr(cache_key)
-    except ValueError:
-        count = 1 if cache.add(cache_key, 1, timeout=90) else cache.incr(cache_key)
+        try:
+            count = cache.incr(cache_key)
+        except ValueError:
+            count = 1 if cache.add(cache_key, 1, timeout=90) else cache.incr(cache_key)
+    except Exception:  # noqa: BLE001 – any cache backend failure
+        # Fail open: a broken cache (Redis down) must not take every shared link down with it.
+        log.exception("portal link: rate-limit cache unavailable; not limiting")
+        return False, False
     limit = settings.PORTAL_LINK_RATE_LIMIT
     return count > limit, count == limit + 1
 
@@ -73,8 +77,10 @@ def _outcome_of(share: Share, now) -> str | None:
 
 
 @login_not_required
-@require_safe
 def share_link(request: HttpRequest, token: str) -> HttpResponse:
+    if request.method not in ("GET", "HEAD"):
+        # Not @require_safe: its log line would carry the path, and the path is the token.
+        return _no_store(HttpResponseNotAllowed(["GET", "HEAD"]))
     ip = audit.client_ip(request)
     share = None
     if TOKEN_RE.fullmatch(token):

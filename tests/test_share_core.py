@@ -332,9 +332,25 @@ def test_an_unknown_token_answers_404(client, db):
     assert client.get("/s/short").status_code == 404
 
 
-def test_a_portal_link_rejects_post(alice, grants, s3_bucket, client):
+def test_a_portal_link_rejects_post_without_logging_the_token(alice, grants, s3_bucket, client, caplog):
+    caplog.set_level(logging.DEBUG)
     result = services.share_create(user=alice, bucket_name=s3_bucket.name, key="x.txt", expires_in=60)
-    assert client.post(urllib.parse.urlsplit(result.url).path).status_code == 405
+    path = urllib.parse.urlsplit(result.url).path
+    response = client.post(path)
+    assert response.status_code == 405 and response["Allow"] == "GET, HEAD"
+    assert client.get(path[:-3] + "AAA").status_code == 404
+    assert path.rsplit("/", 1)[-1] not in caplog.text and path[:-3] not in caplog.text
+
+
+def test_a_broken_rate_limit_cache_does_not_break_links(alice, grants, s3_bucket, client, monkeypatch):
+    from django.core.cache import cache
+
+    def broken(*args, **kwargs):
+        raise ConnectionError("redis is down")
+
+    monkeypatch.setattr(cache, "incr", broken)
+    result = services.share_create(user=alice, bucket_name=s3_bucket.name, key="x.txt", expires_in=60)
+    assert _visit(client, result.url).status_code == 302
 
 
 @override_settings(PORTAL_LINK_RATE_LIMIT=3)
