@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.config import Config
+from botocore.parsers import ResponseParserFactory
+from botocore.utils import parse_timestamp
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -162,8 +164,37 @@ def client_for(config: BucketConfig, *, public: bool = False):
                     raise S3Error(
                         f"The AWS profile “{config.profile}” is not configured on the portal's server.", status=502
                     ) from None
+                _use_fast_timestamps(client)
                 _clients[cache_key] = client
     return client
+
+
+def _fast_timestamp(value: Any) -> dt.datetime:
+    """S3's ISO-8601 timestamps ("2026-12-03T16:00:00.000Z") through
+    datetime.fromisoformat; anything else (RFC 822 headers, epochs) through
+    botocore's own parser. botocore's default goes through dateutil, ~60 µs a
+    timestamp: a third of the CPU of a 100-key listing."""
+    if isinstance(value, str) and len(value) >= 20 and value[10:11] == "T":
+        try:
+            parsed = dt.datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            if parsed.tzinfo is not None:
+                return parsed
+    return parse_timestamp(value)
+
+
+def _use_fast_timestamps(client: Any) -> None:
+    """Give this one client a response parser factory with _fast_timestamp. The
+    endpoint builds a parser from it per request; the attribute is private, so
+    a botocore without it just keeps the default parser."""
+    endpoint = getattr(client, "_endpoint", None)
+    if endpoint is None or not hasattr(endpoint, "_response_parser_factory"):
+        return
+    factory = ResponseParserFactory()
+    factory.set_parser_defaults(timestamp_parser=_fast_timestamp)
+    endpoint._response_parser_factory = factory  # noqa: SLF001
 
 
 def clear_clients() -> None:

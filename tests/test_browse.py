@@ -309,6 +309,8 @@ def test_it_lists_odd_keys_on_nanio_escaped_with_links_that_open(alice_client, o
     assert len(hrefs) == len(NANIO_KEYS)
     for href in hrefs:
         assert alice_client.get(html.unescape(href)).status_code == 200, href
+    for key in NANIO_KEYS:  # each Share button names its exact key
+        assert html.escape(browse.share_url(odd.name, key)) in body, key
 
 
 @pytest.mark.parametrize("key", MOTO_KEYS)
