@@ -495,3 +495,17 @@ def test_it_words_s3_errors_that_nanio_cannot_produce(alice_client, layout, code
         response = alice_client.get(f"/browse/{layout.name}/")
     assert response.status_code == http
     assert message.encode() in response.content
+
+
+def test_the_portals_client_reads_the_same_times_as_plain_boto3(layout, s3_client):
+    """shares/s3.py parses timestamps with datetime.fromisoformat, not dateutil."""
+    from shares import s3
+
+    config = s3.BucketConfig.from_bucket(layout)
+    page = s3.list_page(config, prefix="team-a/")
+    plain = {item["Key"]: item["LastModified"] for item in
+             s3_client.list_objects_v2(Bucket=layout.name, Prefix="team-a/", Delimiter="/")["Contents"]}
+    assert {f.key: f.last_modified for f in page.files} == plain
+    assert all(f.last_modified.utcoffset() is not None for f in page.files)
+    head = s3.head_object(config, "team-a/report.pdf")  # an RFC 822 header: botocore's own parser
+    assert head.last_modified == s3_client.head_object(Bucket=layout.name, Key="team-a/report.pdf")["LastModified"]
