@@ -202,6 +202,19 @@ def _bucket_and_access(user, bucket_name: str, key: str) -> tuple[Bucket | None,
     return bucket, best
 
 
+# The registry's own rule (models.bucket_name_validator): nothing else can name a bucket.
+_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]")
+
+
+def _is_utf8(text: str) -> bool:
+    """False for lone surrogates (JSON "\\ud800"), which no database column accepts."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _human_duration(seconds: int) -> str:
     if seconds % 86400 == 0:
         days = seconds // 86400
@@ -237,13 +250,16 @@ def share_create(
         raise ShareError('kind must be "portal" or "direct".', field="kind")
     if not isinstance(bucket_name, str) or not bucket_name:
         raise ShareError("bucket is required.", field="bucket")
-    if not isinstance(key, str) or not grants.key_is_valid(key):
-        raise ShareError("key must be an object key of 1 to 1024 bytes.", field="key")
+    if not _BUCKET_NAME.fullmatch(bucket_name):
+        raise ShareError("bucket must be an S3 bucket name: 3 to 63 lowercase letters, digits, dots and hyphens.",
+                         field="bucket")
+    if not isinstance(key, str) or not grants.key_is_valid(key) or not _is_utf8(key):
+        raise ShareError("key must be an object key of 1 to 1024 bytes of UTF-8 text.", field="key")
     expires_in = parse_expires_in(expires_in)
     max_downloads = parse_max_downloads(max_downloads)
     if note is None:
         note = ""
-    if not isinstance(note, str):
+    if not isinstance(note, str) or "\x00" in note or not _is_utf8(note):
         raise ShareError("note must be text.", field="note")
     note = note.strip()
     if len(note) > NOTE_MAX:

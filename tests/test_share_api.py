@@ -329,3 +329,23 @@ def test_presign_rejects_bad_uris(db, uri):
 def test_presign_rejects_an_unknown_user(s3_bucket):
     code, _, err = presign(f"s3://{s3_bucket.name}/x", "--as", "nobody")
     assert code == 1 and "nobody" in err
+
+
+@pytest.mark.parametrize("field,raw_value", [
+    ("bucket", '"Bad_Bucket"'),
+    ("bucket", '"a\\u0000b"'),
+    ("bucket", "5"),
+    ("key", '"lone \\ud800 surrogate"'),
+    ("key", '"nul \\u0000 byte"'),
+    ("key", "[1]"),
+    ("note", '"nul \\u0000 byte"'),
+    ("note", '"lone \\udfff"'),
+    ("kind", '["portal"]'),
+    ("max_downloads", "true"),
+])
+def test_it_rejects_odd_values_with_400_never_500(bearer_client, grants, s3_bucket, field, raw_value):
+    values = {"bucket": f'"{s3_bucket.name}"', "key": '"x"', "expires_in": "60", field: raw_value}
+    raw = "{" + ", ".join(f'"{name}": {value}' for name, value in values.items()) + "}"
+    response = post_json(bearer_client, "/api/shares", raw)
+    assert response.status_code == 400 and response.json()["field"] == field
+    assert not Share.objects.exists()
