@@ -84,8 +84,12 @@ def share_link(request: HttpRequest, token: str) -> HttpResponse:
     ip = audit.client_ip(request)
     share = None
     if TOKEN_RE.fullmatch(token):
-        share = (Share.objects.select_related("bucket")
-                 .filter(token_digest=services.token_digest(token), kind=Share.Kind.PORTAL).first())
+        # get(), not first(): token_digest is unique, and first() would add an ORDER BY.
+        try:
+            share = Share.objects.select_related("bucket").get(token_digest=services.token_digest(token),
+                                                               kind=Share.Kind.PORTAL)
+        except Share.DoesNotExist:
+            share = None
     now = timezone.now()
     outcome = None
     location = ""
