@@ -284,9 +284,18 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # A portal link's path is its token: /s/<token> becomes /s/[redacted] in any
+    # line Django writes about a request (404, 405, CSRF refusal, runserver access).
+    "filters": {"redact_link_tokens": {"()": "shares.logging.RedactLinkTokens"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain",
+                             "filters": ["redact_link_tokens"]}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO").upper()},
     "loggers": {
+        # Logger filters run before any handler (test capture, mail_admins) sees the record.
+        "django.request": {"filters": ["redact_link_tokens"]},
+        "django.security.csrf": {"filters": ["redact_link_tokens"]},
+        # runserver's access log: through the console handler (and its filter) too.
+        "django.server": {"handlers": ["console"], "filters": ["redact_link_tokens"], "propagate": False},
         # botocore at DEBUG prints signed URLs and credentials: never below WARNING.
         "botocore": {"level": "WARNING"},
         "boto3": {"level": "WARNING"},

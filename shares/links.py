@@ -18,6 +18,7 @@ from django.db.models import F, Q
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import render
 from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
 
 from . import audit, s3, services
 from .models import Share
@@ -77,6 +78,14 @@ def _outcome_of(share: Share, now) -> str | None:
 
 
 @login_not_required
+@csrf_exempt  # never acts on a POST (405); CSRF's own refusal would log the path, i.e. the token
+def unknown_link(request: HttpRequest) -> HttpResponse:
+    """Any other path under /s/ (e.g. /s/<token>/x): the "unknown link" page."""
+    return _unknown(request)
+
+
+@login_not_required
+@csrf_exempt  # a POST gets 405 without any state change; CSRF's refusal would log the path (the token)
 def share_link(request: HttpRequest, token: str) -> HttpResponse:
     if request.method not in ("GET", "HEAD"):
         # Not @require_safe: its log line would carry the path, and the path is the token.
