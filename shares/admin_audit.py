@@ -9,6 +9,19 @@ from .audit_views import ACTIONS, visible
 from .models import AuditEvent, AuditSeal
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Append-only data: viewable, never added, changed or deleted from the admin."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
 class ActionFilter(admin.SimpleListFilter):
     # Known action names, not SELECT DISTINCT over a million rows.
     title = "action"
@@ -22,7 +35,7 @@ class ActionFilter(admin.SimpleListFilter):
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(ReadOnlyAdmin):
     list_display = ("id", "created_at", "actor_name", "action", "bucket", "shown_key", "share_link", "ip")
     list_filter = (ActionFilter, ("created_at", admin.DateFieldListFilter))
     search_fields = ("actor_name", "key")
@@ -42,18 +55,9 @@ class AuditEventAdmin(admin.ModelAdmin):
             return ""
         return format_html('<a href="{}">#{}</a>', reverse("audit_share", args=[event.share_id]), event.share_id)
 
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
 
 @admin.register(AuditSeal)
-class AuditSealAdmin(admin.ModelAdmin):
+class AuditSealAdmin(ReadOnlyAdmin):
     list_display = ("id", "period_start", "period_end", "event_count", "short_digest")
     exclude = ("event_ids",)  # the manifest can be large
     readonly_fields = ("period_start", "period_end", "first_event_id", "last_event_id", "event_count",
@@ -63,12 +67,3 @@ class AuditSealAdmin(admin.ModelAdmin):
     @admin.display(description="digest")
     def short_digest(self, seal: AuditSeal) -> str:
         return format_html('<span class="mono">{}…</span>', seal.digest[:16])
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False

@@ -28,9 +28,10 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-def fetch(url: str) -> tuple[int, bytes, dict]:
-    """GET a URL for real (nanio verifies the signature); never follows redirects."""
-    opener = urllib.request.build_opener(NoRedirect)
+def fetch(url: str, *, follow: bool = False) -> tuple[int, bytes, dict]:
+    """GET a URL for real over HTTP (nanio verifies the signature). Redirects are
+    returned as they are unless `follow` is set."""
+    opener = urllib.request.build_opener() if follow else urllib.request.build_opener(NoRedirect)
     try:
         with opener.open(url, timeout=10) as response:
             return response.status, response.read(), dict(response.headers)

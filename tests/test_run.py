@@ -48,6 +48,17 @@ def _group_members(pgids: set[int]) -> list[int]:
     return alive
 
 
+def _stop(process: subprocess.Popen, sig: int) -> int:
+    """Send `sig` as Ctrl-C or a service manager would; kill the group if it hangs."""
+    if process.poll() is None:
+        process.send_signal(sig)
+    try:
+        return process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        raise
+
+
 def _wait_for(pattern: str, path: Path, process: subprocess.Popen, timeout: float) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -98,13 +109,7 @@ def test_it_serves_the_demo_and_stops_every_child_on_ctrl_c(tmp_path):
         assert page["KeyCount"] == 1000 and page["IsTruncated"]
         assert s3.get_object(Bucket="portal-demo", Key="images/logo.png")["Body"].read().startswith(b"\x89PNG")
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-        try:
-            returncode = process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            raise
+        returncode = _stop(process, signal.SIGINT)
     assert returncode == 0
     assert "== stopping" in output.read_text()
     assert _group_members(set(children.values())) == []
@@ -128,13 +133,7 @@ def test_without_the_demo_it_starts_no_local_s3_and_stops_on_sigterm(tmp_path):
         health = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10).json()
         assert health["status"] == "ok" and health["buckets"] == {}
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        try:
-            returncode = process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            raise
+        returncode = _stop(process, signal.SIGTERM)
     assert returncode == 0
     assert _group_members(set(children.values())) == []
 

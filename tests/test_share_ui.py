@@ -5,32 +5,16 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import urllib.error
-import urllib.request
 from urllib.parse import urlencode
 
 import pytest
 import time_machine
 from django.utils import timezone
 
+from tests.sharecore_fixtures import fetch
 from shares.models import AuditEvent, Share
 
 BODY = b"quarterly numbers\n"
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):
-        return None
-
-
-def fetch(url: str, *, follow: bool = True) -> tuple[int, bytes]:
-    """GET for real over HTTP (the live server or nanio)."""
-    opener = urllib.request.build_opener() if follow else urllib.request.build_opener(_NoRedirect)
-    try:
-        with opener.open(url, timeout=10) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
 
 
 @pytest.fixture
@@ -112,7 +96,7 @@ def test_it_shows_a_direct_link_once_and_the_link_downloads(alice_client, s3_buc
     assert "X-Amz-Signature=" in url
     assert b"cannot be shown again" in response.content
     assert b'src="data:image/svg+xml' in response.content  # the QR is inline: nothing to fetch later
-    assert fetch(url) == (200, BODY)
+    assert fetch(url, follow=True)[:2] == (200, BODY)
 
     share = Share.objects.get()
     later = alice_client.get(f"/shares/{share.pk}/")
@@ -448,4 +432,4 @@ def test_it_shares_odd_keys_through_the_form(alice_client, client, s3_client, s3
     link = link_in(alice_client.get(response["Location"]))
     redirect = client.get(link.replace("http://testserver", ""))
     assert redirect.status_code == 302
-    assert fetch(redirect["Location"]) == (200, body)
+    assert fetch(redirect["Location"], follow=True)[:2] == (200, body)

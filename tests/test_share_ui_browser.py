@@ -4,29 +4,14 @@ downloads the file, and stops at once when revoked."""
 from __future__ import annotations
 
 import re
-import urllib.error
-import urllib.request
 
 import pytest
 from playwright.sync_api import expect
 
+from tests.sharecore_fixtures import fetch
 from shares.models import Share
 
 BODY = "quarterly numbers, ünïcødé\n".encode()
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):
-        return None
-
-
-def fetch(url: str, *, follow: bool = True) -> tuple[int, bytes]:
-    opener = urllib.request.build_opener() if follow else urllib.request.build_opener(_NoRedirect)
-    try:
-        with opener.open(url, timeout=10) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
 
 
 @pytest.mark.browser
@@ -55,7 +40,7 @@ def test_it_shares_copies_downloads_and_revokes_a_link(page, live_server, sign_i
     assert link.startswith(f"{live_server.url}/s/")
 
     # The recipient: no session, follows the 302 to nanio and gets the bytes.
-    assert fetch(link) == (200, BODY)
+    assert fetch(link, follow=True)[:2] == (200, BODY)
 
     page.get_by_role("navigation", name="Main").get_by_role("link", name="My shares").click()
     row = page.get_by_role("row").filter(has_text="q3 numbers.txt")
@@ -66,7 +51,7 @@ def test_it_shares_copies_downloads_and_revokes_a_link(page, live_server, sign_i
     expect(page.get_by_text("It stops working at once")).to_be_visible()
     expect(page.get_by_role("row").filter(has_text="q3 numbers.txt").get_by_text("Revoked")).to_be_visible()
 
-    status, _ = fetch(link, follow=False)
+    status, _, _ = fetch(link)
     assert status == 410
     assert Share.objects.get().revoked_at is not None
 
