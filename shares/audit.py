@@ -10,6 +10,7 @@ from typing import Any
 
 from django.http import HttpRequest
 
+from . import fastsql
 from .models import AuditEvent, Share
 
 USER_AGENT_MAX = 256
@@ -85,7 +86,7 @@ def record(
     user_agent = ""
     if request is not None:
         user_agent = request.META.get("HTTP_USER_AGENT", "")[:USER_AGENT_MAX]
-    return AuditEvent.objects.create(
+    event = AuditEvent(
         actor=actor,
         actor_name=actor_name[:150],
         action=action,
@@ -96,6 +97,9 @@ def record(
         user_agent=user_agent,
         details=sanitise_details(details),
     )
+    # One precompiled INSERT (every share and every link visit writes an event).
+    fastsql.insert(event)
+    return event
 
 
 # --- the request being served, for signal handlers (admin changes) ------------------

@@ -14,13 +14,13 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from . import audit, s3, services
+from . import audit, fastsql, s3, services
 from .models import Share
 
 log = logging.getLogger(__name__)
@@ -93,12 +93,8 @@ def share_link(request: HttpRequest, token: str) -> HttpResponse:
     ip = audit.client_ip(request)
     share = None
     if TOKEN_RE.fullmatch(token):
-        # get(), not first(): token_digest is unique, and first() would add an ORDER BY.
-        try:
-            share = Share.objects.select_related("bucket").get(token_digest=services.token_digest(token),
-                                                               kind=Share.Kind.PORTAL)
-        except Share.DoesNotExist:
-            share = None
+        # Share + bucket by the unique digest, as precompiled SQL (fastsql).
+        share = fastsql.portal_share(services.token_digest(token))
     now = timezone.now()
     outcome = None
     location = ""
@@ -134,12 +130,7 @@ def share_link(request: HttpRequest, token: str) -> HttpResponse:
             if outcome is None and request.method == "GET":
                 # One conditional UPDATE: two visitors racing for the last download
                 # of a limit cannot both win, on any database.
-                updated = (
-                    Share.objects.filter(pk=share.pk, revoked_at__isnull=True, expires_at__gt=now)
-                    .filter(Q(max_downloads__isnull=True) | Q(download_count__lt=F("max_downloads")))
-                    .update(download_count=F("download_count") + 1)
-                )
-                if updated:
+                if fastsql.count_download(share.pk, now):
                     counted = True
                     if share.max_downloads is not None:
                         Share.objects.filter(pk=share.pk, max_downloads__isnull=False,

@@ -1,0 +1,89 @@
+"""shares/fastsql.py: the precompiled statements of share creation and link
+visits read and write exactly what the ORM would, on SQLite and PostgreSQL."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.contrib.auth.models import Group
+from django.utils import timezone
+
+from shares import audit, fastsql, services
+from shares.models import AuditEvent, Bucket, Grant, Share
+
+pytestmark = pytest.mark.django_db
+
+
+def _fields(obj) -> dict:
+    return {f.attname: getattr(obj, f.attname) for f in obj._meta.concrete_fields}
+
+
+def test_the_grant_query_returns_the_orm_bucket_and_every_grant_direct_or_through_a_group(alice, bob, charlie, grants,
+                                                                                         s3_bucket):
+    Grant.objects.create(bucket=s3_bucket, user=alice, prefix="mine/", can_share=False, max_expiry=60)
+    rows = fastsql.bucket_grants(alice.pk, s3_bucket.name)
+    assert sorted((can, exp, prefix) for _, can, exp, prefix in rows) == [(False, 60, "mine/"), (True, 604800, "")]
+    bucket = rows[0][0]
+    assert _fields(bucket) == _fields(Bucket.objects.get(pk=s3_bucket.pk))
+    assert isinstance(bucket.enabled, bool) and timezone.is_aware(bucket.created_at)
+    assert [(can, exp, prefix) for _, can, exp, prefix in fastsql.bucket_grants(bob.pk, s3_bucket.name)] == [
+        (True, 86400, "team-a/")]
+    assert fastsql.bucket_grants(charlie.pk, s3_bucket.name) == []
+    assert fastsql.bucket_grants(alice.pk, "no-such-bucket") == []
+
+
+def test_a_disabled_bucket_or_a_left_group_gives_no_grant(alice, grants, s3_bucket):
+    alice.groups.remove(Group.objects.get(name="Team"))
+    assert fastsql.bucket_grants(alice.pk, s3_bucket.name) == []
+    alice.groups.add(Group.objects.get(name="Team"))
+    Bucket.objects.filter(pk=s3_bucket.pk).update(enabled=False)
+    assert fastsql.bucket_grants(alice.pk, s3_bucket.name) == []
+
+
+def test_the_link_lookup_returns_the_orm_share_and_bucket_in_one_query(alice, grants, s3_bucket,
+                                                                       django_assert_num_queries):
+    result = services.share_create(user=alice, bucket_name=s3_bucket.name, key="a b.txt", expires_in=3600,
+                                   max_downloads=3, note="for Bob")
+    digest = services.token_digest(services.token_for(result.share))
+    with django_assert_num_queries(1):
+        share = fastsql.portal_share(digest)
+        assert share.bucket.name == s3_bucket.name
+    expected = Share.objects.get(pk=result.share.pk)
+    assert _fields(share) == _fields(expected)
+    assert _fields(share.bucket) == _fields(Bucket.objects.get(pk=s3_bucket.pk))
+    assert fastsql.portal_share("0" * 64) is None
+
+
+def test_the_link_lookup_finds_a_share_whose_bucket_was_deleted_but_never_a_direct_link(alice, grants, s3_bucket):
+    portal = services.share_create(user=alice, bucket_name=s3_bucket.name, key="x", expires_in=60).share
+    direct = services.share_create(user=alice, bucket_name=s3_bucket.name, key="x", expires_in=60, kind="direct").share
+    Share.objects.filter(pk=direct.pk).update(token_digest="d" * 64)
+    assert fastsql.portal_share("d" * 64) is None
+    Bucket.objects.filter(pk=s3_bucket.pk).delete()
+    share = fastsql.portal_share(services.token_digest(services.token_for(portal)))
+    assert share.pk == portal.pk and share.bucket_id is None and share.bucket is None
+
+
+def test_a_download_counts_only_while_the_share_is_live_and_under_its_limit(alice, grants, s3_bucket):
+    share = services.share_create(user=alice, bucket_name=s3_bucket.name, key="x", expires_in=60,
+                                  max_downloads=2).share
+    now = timezone.now()
+    assert fastsql.count_download(share.pk, now) and fastsql.count_download(share.pk, now)
+    assert not fastsql.count_download(share.pk, now)
+    assert Share.objects.get(pk=share.pk).download_count == 2
+    unlimited = services.share_create(user=alice, bucket_name=s3_bucket.name, key="y", expires_in=60).share
+    assert not fastsql.count_download(unlimited.pk, now + dt.timedelta(seconds=61))  # expired
+    Share.objects.filter(pk=unlimited.pk).update(revoked_at=now)
+    assert not fastsql.count_download(unlimited.pk, now)
+    assert Share.objects.get(pk=unlimited.pk).download_count == 0
+
+
+def test_an_inserted_audit_event_reads_back_as_written(alice, rf):
+    request = rf.get("/", HTTP_USER_AGENT="Agent/1", REMOTE_ADDR="2001:db8::1")
+    event = audit.record(audit.SHARE_CREATED, actor=alice, request=request, bucket="b", key="k ü",
+                         details={"n": 1, "nested": {"ok": True}, "when": "2026-01-01T00:00:00+00:00"})
+    stored = AuditEvent.objects.get(pk=event.pk)
+    assert event.pk is not None and not event._state.adding
+    assert _fields(stored) == _fields(event)
+    assert stored.details == {"n": 1, "nested": {"ok": True}, "when": "2026-01-01T00:00:00+00:00"}
+    assert stored.ip == "2001:db8::1" and stored.actor_id == alice.pk
