@@ -68,7 +68,15 @@ def client_ip(request: HttpRequest | None) -> str | None:
     return request.META.get("REMOTE_ADDR") or None
 
 
-def record(
+def record(action: str, **kwargs: Any) -> AuditEvent:
+    """Write one audit event (see event() for the arguments)."""
+    event_ = event(action, **kwargs)
+    # One precompiled INSERT (every share and every link visit writes an event).
+    fastsql.insert(event_)
+    return event_
+
+
+def event(
     action: str,
     *,
     actor=None,
@@ -79,6 +87,8 @@ def record(
     share: Share | None = None,
     details: dict[str, Any] | None = None,
 ) -> AuditEvent:
+    """The unsaved event record() would write, for callers that write it together
+    with their own change in one statement (fastsql, PostgreSQL)."""
     if actor is not None and not getattr(actor, "is_authenticated", False):
         actor = None
     if actor_name is None:
@@ -86,7 +96,7 @@ def record(
     user_agent = ""
     if request is not None:
         user_agent = request.META.get("HTTP_USER_AGENT", "")[:USER_AGENT_MAX]
-    event = AuditEvent(
+    return AuditEvent(
         actor=actor,
         actor_name=actor_name[:150],
         action=action,
@@ -97,9 +107,6 @@ def record(
         user_agent=user_agent,
         details=sanitise_details(details),
     )
-    # One precompiled INSERT (every share and every link visit writes an event).
-    fastsql.insert(event)
-    return event
 
 
 # --- the request being served, for signal handlers (admin changes) ------------------

@@ -149,24 +149,153 @@ def portal_share(digest: str, using: str = DEFAULT_DB_ALIAS) -> Share | None:
     return share
 
 
+def _count_download_sql(connection) -> str:
+    s = Share._meta
+
+    def col(name: str) -> str:
+        return _qn(connection, s.get_field(name).column)
+
+    # SET sees the row as it was: the visit that reaches max_downloads also marks
+    # the share used up (status stays as it is unless it was active).
+    return (
+        f"UPDATE {_qn(connection, s.db_table)} SET {col('download_count')} = {col('download_count')} + 1, "
+        f"{col('status')} = CASE WHEN {col('max_downloads')} IS NOT NULL "
+        f"AND {col('download_count')} + 1 >= {col('max_downloads')} AND {col('status')} = '{Share.Status.ACTIVE.value}' "
+        f"THEN '{Share.Status.USED_UP.value}' ELSE {col('status')} END "
+        f"WHERE {_qn(connection, s.pk.column)} = %s AND {col('revoked_at')} IS NULL AND {col('expires_at')} > %s "
+        f"AND ({col('max_downloads')} IS NULL OR {col('download_count')} < {col('max_downloads')})"
+    )
+
+
 def count_download(share_id: int, now: dt.datetime, using: str = DEFAULT_DB_ALIAS) -> bool:
     """One conditional UPDATE (download_count + 1 while the share is not revoked,
-    not expired and under its limit): two visitors racing for the last download
-    of a limit cannot both win, on any database. True if this visit counted."""
+    not expired and under its limit; status used_up when this visit reaches the
+    limit): two visitors racing for the last download of a limit cannot both
+    win, on any database. True if this visit counted."""
     connection = connections[using]
     key = ("count_download", connection.vendor)
     sql = _cache.get(key)
     if sql is None:
-        s = Share._meta
-
-        def col(name: str) -> str:
-            return _qn(connection, s.get_field(name).column)
-
-        sql = _cache[key] = (
-            f"UPDATE {_qn(connection, s.db_table)} SET {col('download_count')} = {col('download_count')} + 1 "
-            f"WHERE {_qn(connection, s.pk.column)} = %s AND {col('revoked_at')} IS NULL AND {col('expires_at')} > %s "
-            f"AND ({col('max_downloads')} IS NULL OR {col('download_count')} < {col('max_downloads')})"
-        )
+        sql = _cache[key] = _count_download_sql(connection)
     with connection.cursor() as cursor:
         cursor.execute(sql, [share_id, connection.ops.adapt_datetimefield_value(now)])
         return cursor.rowcount == 1
+
+
+# --- PostgreSQL: a write and its audit event in ONE statement -----------------------
+#
+# On PostgreSQL a data-modifying CTE (`WITH s AS (INSERT … RETURNING id) INSERT
+# INTO shares_auditevent … SELECT … FROM s`) is a single statement, so it is
+# atomic on its own: both rows commit together or neither does, without the
+# BEGIN and COMMIT round trips of transaction.atomic(). SQLite has no
+# data-modifying CTEs; callers keep their two-statement transaction there.
+
+def one_statement(using: str = DEFAULT_DB_ALIAS) -> bool:
+    """Can this database write a row and its audit event in one statement?"""
+    return connections[using].vendor == "postgresql"
+
+
+def _event_insert(connection, source: str, returning: str = "id") -> tuple[list, str]:
+    """`INSERT INTO shares_auditevent (…) SELECT …, <source>.id, … FROM <source>
+    RETURNING id`: every field a parameter except share_id (the CTE's row id);
+    details get {"share_id": id} merged in when the caller asks (see below)."""
+    from .models import AuditEvent
+
+    meta = AuditEvent._meta
+    fields = [f for f in meta.local_concrete_fields if f is not meta.pk]
+    values = []
+    for f in fields:
+        if f.name == "share":
+            values.append(f"{source}.id")
+        elif f.name == "details":
+            # jsonb: key order is the database's anyway; || adds the share's id.
+            values.append(f"CASE WHEN %s THEN jsonb_build_object('share_id', {source}.id) || %s::jsonb ELSE %s::jsonb END")
+        else:
+            values.append("%s")
+    sql = "INSERT INTO {} ({}) SELECT {} FROM {} RETURNING {}".format(
+        _qn(connection, meta.db_table),
+        ", ".join(_qn(connection, f.column) for f in fields),
+        ", ".join(values),
+        source,
+        returning,
+    )
+    return fields, sql
+
+
+def _event_params(event: Model, fields: list, connection, with_share_id: bool) -> list:
+    params: list = []
+    for f in fields:
+        if f.name == "share":
+            continue
+        value = f.get_db_prep_save(f.pre_save(event, True), connection)
+        if f.name == "details":
+            params.extend([with_share_id, value, value])
+        else:
+            params.append(value)
+    return params
+
+
+def _finish_event(event: Model, event_id: int, share_id: int, using: str, with_share_id: bool) -> None:
+    event.pk = event_id
+    event.share_id = share_id
+    if with_share_id:
+        event.details = {"share_id": share_id, **event.details}
+    event._state.adding = False
+    event._state.db = using
+
+
+def insert_share_with_event(share: Share, event: Model, using: str = DEFAULT_DB_ALIAS) -> None:
+    """PostgreSQL only: INSERT the share and its audit event (share_id set, and
+    {"share_id": id} merged into its details) in one atomic statement; sets
+    share.pk and event.pk."""
+    connection = connections[using]
+    key = ("insert_share_with_event", connection.vendor)
+    prepared = _cache.get(key)
+    if prepared is None:
+        meta = Share._meta
+        share_fields = [f for f in meta.local_concrete_fields if f is not meta.pk]
+        event_meta = type(event)._meta
+        event_fields, event_sql = _event_insert(
+            connection, "s",
+            f"{_qn(connection, event_meta.pk.column)}, {_qn(connection, event_meta.get_field('share').column)}")
+        sql = "WITH s AS (INSERT INTO {} ({}) VALUES ({}) RETURNING {} AS id) {}".format(
+            _qn(connection, meta.db_table),
+            ", ".join(_qn(connection, f.column) for f in share_fields),
+            ", ".join(["%s"] * len(share_fields)),
+            _qn(connection, meta.pk.column),
+            event_sql,
+        )
+        prepared = _cache[key] = (share_fields, event_fields, sql)
+    share_fields, event_fields, sql = prepared
+    params = [f.get_db_prep_save(f.pre_save(share, True), connection) for f in share_fields]
+    params += _event_params(event, event_fields, connection, True)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        event_id, share_id = cursor.fetchone()
+    share.pk = share_id
+    share._state.adding = False
+    share._state.db = using
+    _finish_event(event, event_id, share_id, using, True)
+
+
+def count_download_with_event(share_id: int, now: dt.datetime, event: Model, using: str = DEFAULT_DB_ALIAS) -> bool:
+    """PostgreSQL only: count_download() and, only if the visit counted, INSERT its
+    audit event (share_id set), in one atomic statement. False: nothing written."""
+    connection = connections[using]
+    key = ("count_download_with_event", connection.vendor)
+    prepared = _cache.get(key)
+    if prepared is None:
+        event_fields, event_sql = _event_insert(connection, "u", _qn(connection, type(event)._meta.pk.column))
+        sql = "WITH u AS ({} RETURNING {} AS id) {}".format(
+            _count_download_sql(connection), _qn(connection, Share._meta.pk.column), event_sql)
+        prepared = _cache[key] = (event_fields, sql)
+    event_fields, sql = prepared
+    params = [share_id, connection.ops.adapt_datetimefield_value(now)]
+    params += _event_params(event, event_fields, connection, False)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    _finish_event(event, row[0], share_id, using, False)
+    return True

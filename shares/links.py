@@ -12,9 +12,9 @@ import time
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
-from django.core.cache import cache
+from django.core.cache import cache, caches
+from django.core.cache.backends.db import DatabaseCache
 from django.db import transaction
-from django.db.models import F
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import render
 from django.utils import timezone
@@ -56,6 +56,13 @@ def _rate_limited(ip: str | None) -> tuple[bool, bool]:
         return False, False
     limit = settings.PORTAL_LINK_RATE_LIMIT
     return count > limit, count == limit + 1
+
+
+def _limit_joins_transaction() -> bool:
+    """On the database cache the rate-limit counter is itself a few writes: they
+    join the visit's transaction (one commit, one SQLite write lock). Any other
+    cache (Redis) is counted before, outside any transaction."""
+    return isinstance(caches["default"], DatabaseCache)
 
 
 def _gone(request: HttpRequest, share: Share, outcome: str) -> HttpResponse:
@@ -115,35 +122,53 @@ def share_link(request: HttpRequest, token: str) -> HttpResponse:
                     return _no_store(render(request, "shares/link_unavailable.html", status=502))
 
     counted = False
-    # One write transaction per visit: the rate-limit counter (on the database
-    # cache it joins this transaction), the download count and the audit event.
-    with transaction.atomic():
+    attempted = False  # the conditional UPDATE already ran (PostgreSQL one-statement path)
+    over = first_refusal = False
+    limit_in_transaction = _limit_joins_transaction()
+    if not limit_in_transaction:
+        # Redis (or any non-database cache): one command, nothing to join a transaction for.
         over, first_refusal = _rate_limited(ip)
-        if over:
-            # One audit event per IP per window, not per refused request: a flood
-            # must not be able to flood the audit log too.
-            if first_refusal:
-                audit.record(audit.LINK_VISITED, request=request, actor_name="anonymous",
-                             bucket=share.bucket_name if share else "", key=share.key if share else "",
-                             share=share, details={"outcome": "rate_limited"})
-        elif share is not None:
-            if outcome is None and request.method == "GET":
-                # One conditional UPDATE: two visitors racing for the last download
-                # of a limit cannot both win, on any database.
-                if fastsql.count_download(share.pk, now):
-                    counted = True
-                    if share.max_downloads is not None:
-                        Share.objects.filter(pk=share.pk, max_downloads__isnull=False,
-                                             download_count__gte=F("max_downloads"),
-                                             status=Share.Status.ACTIVE).update(status=Share.Status.USED_UP)
-                else:
-                    share.refresh_from_db()
-                    outcome = _outcome_of(share, now) or "used_up"
-            details = {"outcome": outcome or "redirected"}
-            if request.method == "HEAD":
-                details["method"] = "HEAD"  # a HEAD never counts as a download
-            audit.record(audit.LINK_VISITED, request=request, actor_name="anonymous", bucket=share.bucket_name,
-                         key=share.key, share=share, details=details)
+        if (not over and share is not None and outcome is None and request.method == "GET"
+                and fastsql.one_statement()):
+            # PostgreSQL: the conditional download count and its audit event in one
+            # atomic statement; the event is written only if the visit counted.
+            event = audit.event(audit.LINK_VISITED, request=request, actor_name="anonymous",
+                                bucket=share.bucket_name, key=share.key, share=share,
+                                details={"outcome": "redirected"})
+            attempted = True
+            counted = fastsql.count_download_with_event(share.pk, now, event)
+            if not counted:
+                share.refresh_from_db()
+                outcome = _outcome_of(share, now) or "used_up"
+
+    if not counted:
+        # One write transaction per visit: the rate-limit counter (on the database
+        # cache it joins this transaction), the download count and the audit event.
+        with transaction.atomic():
+            if limit_in_transaction:
+                over, first_refusal = _rate_limited(ip)
+            if over:
+                # One audit event per IP per window, not per refused request: a flood
+                # must not be able to flood the audit log too.
+                if first_refusal:
+                    audit.record(audit.LINK_VISITED, request=request, actor_name="anonymous",
+                                 bucket=share.bucket_name if share else "", key=share.key if share else "",
+                                 share=share, details={"outcome": "rate_limited"})
+            elif share is not None:
+                if outcome is None and request.method == "GET" and not attempted:
+                    # One conditional UPDATE (it also marks the share used up when this
+                    # visit reaches the limit): two visitors racing for the last download
+                    # of a limit cannot both win, on any database.
+                    if fastsql.count_download(share.pk, now):
+                        counted = True
+                    else:
+                        share.refresh_from_db()
+                        outcome = _outcome_of(share, now) or "used_up"
+                details = {"outcome": outcome or "redirected"}
+                if request.method == "HEAD":
+                    details["method"] = "HEAD"  # a HEAD never counts as a download
+                audit.record(audit.LINK_VISITED, request=request, actor_name="anonymous", bucket=share.bucket_name,
+                             key=share.key, share=share, details=details)
 
     if over:
         log.warning("portal link: rate limit reached for %s", ip)

@@ -345,41 +345,46 @@ def share_create(
     else:
         token_nonce = secrets.token_urlsafe(32)
 
-    with transaction.atomic():
-        share = Share(
-            bucket=bucket,
-            bucket_name=bucket_name,
-            key=key,
-            kind=kind,
-            created_by=user if user is not None else cli_user,
-            created_by_name=creator_name[:150],
-            created_at=now,
-            expires_in=expires_in,
-            requested_expires_at=requested_expires_at,
-            expires_at=expires_at,
-            max_downloads=max_downloads,
-            note=note,
-            token_nonce=token_nonce,
-        )
-        if kind == Share.Kind.PORTAL:
-            digest = token_digest(token_for(share))
-            share.token_digest = digest
-        fastsql.insert(share)  # share.save() without compiling the INSERT each time
-        # Never the URL or the token: a link is a bearer credential.
-        details = {
-            "share_id": share.pk,
-            "kind": kind,
-            "expires_in": expires_in,
-            "requested_expires_at": requested_expires_at.isoformat(),
-            "expires_at": expires_at.isoformat(),
-        }
-        if max_downloads is not None:
-            details["max_downloads"] = max_downloads
-        if user is None:
-            details["via"] = "cli"
-        audit.record(audit.SHARE_CREATED, actor=user if user is not None else cli_user, actor_name=creator_name,
-                     request=request,
-                     bucket=bucket_name, key=key, share=share, details=details)
+    share = Share(
+        bucket=bucket,
+        bucket_name=bucket_name,
+        key=key,
+        kind=kind,
+        created_by=user if user is not None else cli_user,
+        created_by_name=creator_name[:150],
+        created_at=now,
+        expires_in=expires_in,
+        requested_expires_at=requested_expires_at,
+        expires_at=expires_at,
+        max_downloads=max_downloads,
+        note=note,
+        token_nonce=token_nonce,
+    )
+    if kind == Share.Kind.PORTAL:
+        share.token_digest = token_digest(token_for(share))
+    # Never the URL or the token: a link is a bearer credential.
+    details = {
+        "kind": kind,
+        "expires_in": expires_in,
+        "requested_expires_at": requested_expires_at.isoformat(),
+        "expires_at": expires_at.isoformat(),
+    }
+    if max_downloads is not None:
+        details["max_downloads"] = max_downloads
+    if user is None:
+        details["via"] = "cli"
+    event = audit.event(audit.SHARE_CREATED, actor=user if user is not None else cli_user, actor_name=creator_name,
+                        request=request, bucket=bucket_name, key=key, details=details)
+    if fastsql.one_statement():
+        # PostgreSQL: share + event in one atomic statement (details get share_id),
+        # no BEGIN/COMMIT round trips.
+        fastsql.insert_share_with_event(share, event)
+    else:
+        with transaction.atomic():
+            fastsql.insert(share)  # share.save() without compiling the INSERT each time
+            event.share = share
+            event.details = {"share_id": share.pk, **event.details}
+            fastsql.insert(event)
 
     if kind == Share.Kind.PORTAL:
         url = portal_url(share, request)

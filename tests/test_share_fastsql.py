@@ -70,7 +70,8 @@ def test_a_download_counts_only_while_the_share_is_live_and_under_its_limit(alic
     now = timezone.now()
     assert fastsql.count_download(share.pk, now) and fastsql.count_download(share.pk, now)
     assert not fastsql.count_download(share.pk, now)
-    assert Share.objects.get(pk=share.pk).download_count == 2
+    counted = Share.objects.get(pk=share.pk)
+    assert counted.download_count == 2 and counted.status == Share.Status.USED_UP  # the limit's visit marks it
     unlimited = services.share_create(user=alice, bucket_name=s3_bucket.name, key="y", expires_in=60).share
     assert not fastsql.count_download(unlimited.pk, now + dt.timedelta(seconds=61))  # expired
     Share.objects.filter(pk=unlimited.pk).update(revoked_at=now)
@@ -87,3 +88,35 @@ def test_an_inserted_audit_event_reads_back_as_written(alice, rf):
     assert _fields(stored) == _fields(event)
     assert stored.details == {"n": 1, "nested": {"ok": True}, "when": "2026-01-01T00:00:00+00:00"}
     assert stored.ip == "2001:db8::1" and stored.actor_id == alice.pk
+
+
+def test_a_share_and_its_event_are_written_together_with_the_share_id_in_the_details(alice, grants, s3_bucket):
+    # PostgreSQL: one statement (a data-modifying CTE); SQLite: two INSERTs in a transaction.
+    result = services.share_create(user=alice, bucket_name=s3_bucket.name, key="x", expires_in=60, max_downloads=3)
+    event = AuditEvent.objects.get(action=audit.SHARE_CREATED)
+    assert event.share_id == result.share.pk and event.actor == alice and event.bucket == s3_bucket.name
+    assert event.details == {"share_id": result.share.pk, "kind": "portal", "expires_in": 60, "max_downloads": 3,
+                             "requested_expires_at": result.share.requested_expires_at.isoformat(),
+                             "expires_at": result.share.expires_at.isoformat()}
+
+
+def test_a_counted_visit_and_its_event_are_written_only_together(alice, grants, s3_bucket, rf):
+    share = services.share_create(user=alice, bucket_name=s3_bucket.name, key="x", expires_in=60,
+                                  max_downloads=1).share
+    now = timezone.now()
+    if not fastsql.one_statement():
+        pytest.skip("SQLite counts and records in a transaction (links.share_link)")
+    request = rf.get("/s/x", HTTP_USER_AGENT="Curl/8", REMOTE_ADDR="192.0.2.7")
+
+    def visit_event():
+        return audit.event(audit.LINK_VISITED, request=request, actor_name="anonymous", bucket=share.bucket_name,
+                           key=share.key, share=share, details={"outcome": "redirected"})
+
+    event = visit_event()
+    assert fastsql.count_download_with_event(share.pk, now, event)
+    stored = AuditEvent.objects.get(pk=event.pk)
+    assert (stored.share_id, stored.ip, stored.user_agent, stored.details) == (
+        share.pk, "192.0.2.7", "Curl/8", {"outcome": "redirected"})
+    assert not fastsql.count_download_with_event(share.pk, now, visit_event())  # used up: nothing written
+    assert AuditEvent.objects.filter(action=audit.LINK_VISITED).count() == 1
+    assert Share.objects.get(pk=share.pk).status == Share.Status.USED_UP
