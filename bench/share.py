@@ -28,7 +28,6 @@ import http.client
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -100,7 +99,7 @@ def run_load(port: int, seconds: float, concurrency: int, request, expect: int) 
 def main() -> int:
     args = parse_args()
     data_dir = Path(tempfile.mkdtemp(prefix="bench-share-"))
-    from shares.local_s3 import LocalS3
+    from shares.local_s3 import LocalS3, stop_process_group
 
     nanio = LocalS3(data_dir / "nanio").start()
     env = dict(os.environ)
@@ -231,12 +230,8 @@ def main() -> int:
         ok_all &= shares_made == events_made == created
         return 0 if ok_all else 1
     finally:
-        if gunicorn is not None and gunicorn.poll() is None:
-            os.killpg(gunicorn.pid, signal.SIGTERM)
-            try:
-                gunicorn.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(gunicorn.pid, signal.SIGKILL)
+        if gunicorn is not None:
+            stop_process_group(gunicorn)
         nanio.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
 

@@ -5,6 +5,7 @@ from it is a link that really works. Path style only."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -12,6 +13,21 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+
+def stop_process_group(process: subprocess.Popen, *, timeout: float = 10.0) -> None:
+    """SIGTERM a child started with start_new_session=True, with its whole group;
+    SIGKILL the group if it is still there after `timeout` seconds."""
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=timeout)
+    except ProcessLookupError:
+        process.wait()
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def free_port() -> int:
@@ -58,13 +74,8 @@ class LocalS3:
         raise RuntimeError(f"nanio did not start on port {self.port} within {timeout} s")
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process:
+            stop_process_group(self.process, timeout=5)
         self.process = None
 
     def client(self):

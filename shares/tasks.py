@@ -10,15 +10,18 @@ from __future__ import annotations
 from typing import Any
 
 from celery import shared_task
+from django.conf import settings
 
 from . import housekeeping
 from .audit_db import Busy, job_lock
 
+# Set on each task, not only as app defaults: Celery reads time limits from the
+# task itself. The values live once, in settings (CELERY_TASK_*).
 TASK_OPTIONS: dict[str, Any] = {
-    "acks_late": True,
-    "reject_on_worker_lost": True,
-    "soft_time_limit": 1500,
-    "time_limit": 1800,
+    "acks_late": settings.CELERY_TASK_ACKS_LATE,
+    "reject_on_worker_lost": settings.CELERY_TASK_REJECT_ON_WORKER_LOST,
+    "soft_time_limit": settings.CELERY_TASK_SOFT_TIME_LIMIT,
+    "time_limit": settings.CELERY_TASK_TIME_LIMIT,
     "ignore_result": False,
 }
 

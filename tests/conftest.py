@@ -13,20 +13,17 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.test import Client
 
 from shares import s3
-from shares.local_s3 import LocalS3
+from shares.local_s3 import LocalS3, stop_process_group
 from shares.models import Bucket, Grant
 from tests.audit_fixtures import audit_events_flushable_between_tests  # noqa: F401  (audit: lets flush clear the append-only table)
 
@@ -172,13 +169,7 @@ def celery_worker_process():
 
     yield start
     for process in started:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        stop_process_group(process)
 
 
 # --- browser (Playwright driving Debian's chromium) -------------------------------
