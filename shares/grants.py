@@ -60,20 +60,23 @@ def grant_prefixes(user, bucket: Bucket) -> list[str]:
     return sorted({normalise_prefix(g.prefix) for g in _user_grants(user).filter(bucket=bucket)})
 
 
+def make_access(bucket: Bucket, *, can_share: bool, max_expiry: int, prefix: str) -> Access:
+    """One grant as an Access: its prefix names a folder, and its maximum expiry
+    never exceeds the bucket's nor the portal-link cap."""
+    portal_cap = max(settings.PORTAL_LINK_MAX_EXPIRY, 1)
+    return Access(can_share=can_share, max_expiry=min(max_expiry, bucket.max_expiry, portal_cap),
+                  prefix=normalise_prefix(prefix))
+
+
 def bucket_accesses(user, bucket: Bucket) -> list[Access]:
     """Every grant a user holds on one bucket, as Access values, in one query
     (a folder page needs both the covering grant and the prefixes above it)."""
     if not user.is_authenticated:
         return []
-    portal_cap = max(settings.PORTAL_LINK_MAX_EXPIRY, 1)
     if user.is_superuser:
-        return [Access(can_share=True, max_expiry=min(bucket.max_expiry, portal_cap), prefix="")]
+        return [make_access(bucket, can_share=True, max_expiry=bucket.max_expiry, prefix="")]
     return [
-        Access(
-            can_share=grant.can_share,
-            max_expiry=min(grant.max_expiry, bucket.max_expiry, portal_cap),
-            prefix=normalise_prefix(grant.prefix),
-        )
+        make_access(bucket, can_share=grant.can_share, max_expiry=grant.max_expiry, prefix=grant.prefix)
         for grant in _user_grants(user).filter(bucket=bucket)
     ]
 
@@ -86,13 +89,8 @@ def bucket_with_accesses(user, name: str) -> tuple[Bucket, list[Access]]:
         if not found:
             raise Http404("No such bucket")
         bucket = found[0].bucket
-        portal_cap = max(settings.PORTAL_LINK_MAX_EXPIRY, 1)
         return bucket, [
-            Access(
-                can_share=grant.can_share,
-                max_expiry=min(grant.max_expiry, bucket.max_expiry, portal_cap),
-                prefix=normalise_prefix(grant.prefix),
-            )
+            make_access(bucket, can_share=grant.can_share, max_expiry=grant.max_expiry, prefix=grant.prefix)
             for grant in found
         ]
     bucket = get_bucket_for_user(user, name)

@@ -201,17 +201,9 @@ def _bucket_and_access(user, bucket_name: str, key: str) -> tuple[Bucket | None,
     if not rows:
         return None, None
     bucket = rows[0][0]
-    portal_cap = max(settings.PORTAL_LINK_MAX_EXPIRY, 1)
-    best: grants.Access | None = None
-    for _, can_share, max_expiry, grant_prefix in rows:
-        prefix = grants.normalise_prefix(grant_prefix)
-        if not key.startswith(prefix):
-            continue
-        candidate = grants.Access(can_share=can_share,
-                                  max_expiry=min(max_expiry, bucket.max_expiry, portal_cap), prefix=prefix)
-        if best is None or (candidate.can_share, candidate.max_expiry) > (best.can_share, best.max_expiry):
-            best = candidate
-    return bucket, best
+    accesses = [grants.make_access(bucket, can_share=can_share, max_expiry=max_expiry, prefix=prefix)
+                for _, can_share, max_expiry, prefix in rows]
+    return bucket, grants.best_access(accesses, key)
 
 
 # The registry's own rule (models.bucket_name_validator): nothing else can name a bucket.
@@ -315,7 +307,6 @@ def share_create(
     warning: str | None = None
     url = ""
     token_nonce = ""
-    digest = None
 
     if kind == Share.Kind.DIRECT:
         # A presigned URL dies with the credentials that signed it (aws-cli #5076):
