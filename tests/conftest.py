@@ -71,6 +71,18 @@ def s3_bucket(db, local_s3, s3_client) -> Bucket:
                                  endpoint_url=local_s3.endpoint_url)
 
 
+@pytest.fixture
+def put_object(s3_client, s3_bucket):
+    """put_object(key, body=None) -> the bytes stored at `key` in s3_bucket."""
+
+    def put(key: str, body: bytes | None = None) -> bytes:
+        body = body if body is not None else f"contents of {key}".encode()
+        s3_client.put_object(Bucket=s3_bucket.name, Key=key, Body=body)
+        return body
+
+    return put
+
+
 # --- personas -------------------------------------------------------------------
 
 def _user(username: str, **extra) -> User:

@@ -1,10 +1,8 @@
-"""Helpers for the share tests (sharecore): put objects on nanio, download links."""
+"""Helpers for the share tests: the odd keys, and downloading a link for real."""
 from __future__ import annotations
 
 import urllib.error
 import urllib.request
-
-import pytest
 
 # Every odd key the browse issue lists: each must share and download as itself.
 ODD_KEYS = [
@@ -37,13 +35,3 @@ def fetch(url: str, *, follow: bool = False) -> tuple[int, bytes, dict]:
             return response.status, response.read(), dict(response.headers)
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read(), dict(exc.headers)
-
-
-@pytest.fixture
-def put_object(s3_client, s3_bucket):
-    def put(key: str, body: bytes | None = None) -> bytes:
-        body = body if body is not None else f"contents of {key}".encode()
-        s3_client.put_object(Bucket=s3_bucket.name, Key=key, Body=body)
-        return body
-
-    return put

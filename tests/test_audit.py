@@ -14,7 +14,7 @@ from shares import audit, housekeeping, services
 from shares.audit_db import purge_window
 from shares.models import AuditEvent, AuditSeal, Bucket, Grant
 from tests.conftest import PASSWORD
-from tests.sharecore_fixtures import fetch, put_object  # noqa: F401
+from tests.sharecore_fixtures import fetch
 
 pytestmark = pytest.mark.django_db
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=dt_timezone.utc)

@@ -18,7 +18,7 @@ from shares import audit, services
 from shares.audit_views import PAGE_SIZE, csv_cell
 from shares.models import AuditEvent
 from tests.conftest import PASSWORD
-from tests.sharecore_fixtures import fetch, put_object  # noqa: F401
+from tests.sharecore_fixtures import fetch
 
 pytestmark = pytest.mark.django_db
 

@@ -14,7 +14,7 @@ from django.test import Client
 
 from shares import audit, s3, services, tokens
 from shares.models import ApiToken, AuditEvent, Bucket, Share
-from tests.sharecore_fixtures import ODD_KEYS, fetch, put_object  # noqa: F401
+from tests.sharecore_fixtures import ODD_KEYS, fetch
 
 pytestmark = pytest.mark.django_db
 

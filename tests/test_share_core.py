@@ -13,7 +13,7 @@ from django.test import Client, override_settings
 
 from shares import audit, services
 from shares.models import AuditEvent, Share
-from tests.sharecore_fixtures import NANIO_REFUSED_KEYS, ODD_KEYS, fetch, put_object  # noqa: F401
+from tests.sharecore_fixtures import NANIO_REFUSED_KEYS, ODD_KEYS, fetch
 
 pytestmark = pytest.mark.django_db(transaction=False)
 

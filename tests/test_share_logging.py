@@ -12,7 +12,7 @@ from django.utils.log import log_response
 from shares import services
 from shares.logging import RedactLinkTokens, redact
 from shares.models import Share
-from tests.sharecore_fixtures import fetch, put_object  # noqa: F401
+from tests.sharecore_fixtures import fetch
 
 pytestmark = pytest.mark.django_db
 
