@@ -299,3 +299,144 @@ def count_download_with_event(share_id: int, now: dt.datetime, event: Model, usi
         return False
     _finish_event(event, row[0], share_id, using, False)
     return True
+
+
+# --- Share creation: the grant check and the INSERT in one statement ---------------
+#
+# share_create()'s common case (a signed-in user with a grant that allows the
+# share) needs no row read before it writes: the INSERT takes the bucket's id
+# from the registry and is conditional on a covering grant, so that the check
+# and the write are one statement (and on PostgreSQL the audit event joins it).
+# When it inserts nothing, the caller falls back to the full path, which reads
+# the grants to say exactly what was wrong (and records the refusal).
+
+SIGNING_COLUMNS = ("region", "endpoint_url", "public_endpoint_url", "addressing_style", "aws_profile")
+
+
+def _granted_insert_sql(connection, with_config: bool) -> tuple[list, str]:
+    """`INSERT INTO shares_share (…) SELECT …, b.id, … FROM shares_bucket b WHERE
+    <enabled bucket of that name> AND EXISTS (<a grant of the user's, direct or
+    through a group, with can_share, covering the key, allowing the expiry>)`.
+
+    The grant rules are grants.make_access/best_access in SQL (a test holds them
+    equal): the grant's prefix names a folder ("team-a" covers "team-a/…", never
+    "team-a-secret/…"), and the longest link is the least of the grant's
+    maximum, the bucket's and the portal cap. with_config: the bucket's signing
+    columns must also equal the values the caller signed with."""
+    from django.contrib.auth import get_user_model
+
+    from .models import Grant
+
+    def q(name: str) -> str:
+        return _qn(connection, name)
+
+    meta = Share._meta
+    fields = [f for f in meta.local_concrete_fields if f is not meta.pk]
+    bucket_meta = Bucket._meta
+    grant_meta = Grant._meta
+    memberships = get_user_model().groups.through._meta
+
+    def g(name: str) -> str:
+        return "g." + q(grant_meta.get_field(name).column)
+
+    least = "LEAST" if connection.vendor == "postgresql" else "MIN"  # SQLite's scalar min()
+    prefix = g("prefix")
+    # normalise_prefix(): "" stays "", "team-a" becomes "team-a/".
+    folder = f"(CASE WHEN substr({prefix}, length({prefix}), 1) = '/' THEN {prefix} ELSE {prefix} || '/' END)"
+    grant_exists = (
+        f"EXISTS (SELECT 1 FROM {q(grant_meta.db_table)} g WHERE {g('bucket')} = b.{q(bucket_meta.pk.column)} "
+        f"AND ({g('user')} = %s OR {g('group')} IN (SELECT {q(memberships.get_field('group').column)} "
+        f"FROM {q(memberships.db_table)} WHERE {q(memberships.get_field('user').column)} = %s)) "
+        f"AND {g('can_share')} = %s "
+        f"AND {least}({g('max_expiry')}, b.{q('max_expiry')}, %s) >= %s "
+        f"AND ({prefix} = '' OR substr(%s, 1, length({folder})) = {folder}))"
+    )
+    conditions = [f"b.{q('name')} = %s", f"b.{q('enabled')} = %s"]
+    if with_config:
+        conditions += [f"b.{q(bucket_meta.get_field(name).column)} = %s" for name in SIGNING_COLUMNS]
+    conditions.append(grant_exists)
+    values = [f"b.{q(bucket_meta.pk.column)}" if f.name == "bucket" else "%s" for f in fields]
+    sql = "INSERT INTO {} ({}) SELECT {} FROM {} b WHERE {}".format(
+        q(meta.db_table),
+        ", ".join(q(f.column) for f in fields),
+        ", ".join(values),
+        q(bucket_meta.db_table),
+        " AND ".join(conditions),
+    )
+    return fields, sql
+
+
+def _granted_insert_params(share: Share, fields: list, connection, *, user_id: int, cap: int,
+                           config_values: tuple[str, ...] | None) -> list:
+    params = [f.get_db_prep_save(f.pre_save(share, True), connection) for f in fields if f.name != "bucket"]
+    params += [share.bucket_name, True]
+    if config_values is not None:
+        params += list(config_values)
+    params += [user_id, user_id, True, cap, share.expires_in, share.key]
+    return params
+
+
+def insert_share_if_granted(share: Share, event: Model, *, user_id: int, cap: int,
+                            config_values: tuple[str, ...] | None = None,
+                            using: str = DEFAULT_DB_ALIAS) -> bool:
+    """INSERT the share (bucket id taken from the registry by share.bucket_name)
+    and its audit event if, and only if, the user holds a grant that allows it:
+    can_share, covering share.key, and min(grant max, bucket max, cap) ≥
+    share.expires_in. config_values: the bucket's signing columns
+    (SIGNING_COLUMNS order) as signed with, for direct links; the share is not
+    written if the registry now says otherwise.
+
+    PostgreSQL: one statement (share + event, details get share_id). SQLite:
+    two statements in one transaction. False: nothing was written; the caller
+    must take the full path to say why (or to create it after all, if the
+    registry changed in between)."""
+    from django.db import transaction
+
+    connection = connections[using]
+    with_config = config_values is not None
+    key = ("insert_share_if_granted", connection.vendor, with_config)
+    prepared = _cache.get(key)
+    if prepared is None:
+        share_fields, insert_sql = _granted_insert_sql(connection, with_config)
+        if one_statement(using):
+            event_meta = type(event)._meta
+            event_fields, event_sql = _event_insert(
+                connection, "s",
+                f"{_qn(connection, event_meta.pk.column)}, {_qn(connection, event_meta.get_field('share').column)}, "
+                f"(SELECT bucket_id FROM s)")
+            sql = "WITH s AS ({} RETURNING {} AS id, {} AS bucket_id) {}".format(
+                insert_sql, _qn(connection, Share._meta.pk.column),
+                _qn(connection, Share._meta.get_field("bucket").column), event_sql)
+        else:
+            event_fields = None
+            sql = "{} RETURNING {}, {}".format(insert_sql, _qn(connection, Share._meta.pk.column),
+                                              _qn(connection, Share._meta.get_field("bucket").column))
+        prepared = _cache[key] = (share_fields, event_fields, sql)
+    share_fields, event_fields, sql = prepared
+    params = _granted_insert_params(share, share_fields, connection, user_id=user_id, cap=cap,
+                                    config_values=config_values)
+    if event_fields is not None:
+        params += _event_params(event, event_fields, connection, True)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
+        if row is None:
+            return False
+        event_id, share_id, bucket_id = row
+        _finish_event(event, event_id, share_id, using, True)
+    else:
+        with transaction.atomic(using=using):
+            with connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                row = cursor.fetchone()
+            if row is None:
+                return False
+            share_id, bucket_id = row
+            event.share_id = share_id
+            event.details = {"share_id": share_id, **event.details}
+            insert(event, using)
+    share.pk = share_id
+    share.bucket_id = bucket_id
+    share._state.adding = False
+    share._state.db = using
+    return True

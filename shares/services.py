@@ -272,6 +272,23 @@ def share_create(
         raise ShareError("A download limit needs a portal link: direct links cannot be counted.",
                          field="max_downloads")
 
+    # The common case first: a signed-in user whose grant allows the share. The
+    # grant check and the INSERT are one statement (no read before the write);
+    # if it writes nothing, the full path below says exactly why.
+    if user is not None and not user.is_superuser:
+        fast_config = _signing_configs.get(bucket_name) if kind == Share.Kind.DIRECT else None
+        longest = WEEK if kind == Share.Kind.DIRECT else max(settings.PORTAL_LINK_MAX_EXPIRY, 1)
+        if expires_in <= longest and (kind == Share.Kind.PORTAL or fast_config is not None):
+            result = _write_share(
+                user=user, bucket=None, bucket_name=bucket_name, key=key, kind=kind, expires_in=expires_in,
+                max_downloads=max_downloads, note=note, request=request,
+                creator_name=actor_name or user.get_username(),
+                config=fast_config[0] if fast_config else None,
+                if_granted=fast_config[1] if fast_config else (),
+            )
+            if result is not None:
+                return result
+
     # Who, which bucket, and how long they may share for.
     if user is None:
         bucket = Bucket.objects.filter(name=bucket_name).first()
@@ -296,11 +313,37 @@ def share_create(
         why = " (the longest link your grant allows)" if limit < (WEEK if kind == Share.Kind.DIRECT
                                                                   else settings.PORTAL_LINK_MAX_EXPIRY) else ""
         config = config_for_bucket(bucket)
+        # Remembered for the one-statement path of the next direct link from this
+        # bucket; that statement checks the registry still says the same.
+        _signing_configs[bucket_name] = (config, tuple(getattr(bucket, name) for name in fastsql.SIGNING_COLUMNS))
         creator_name = actor_name or user.get_username()
     if expires_in > limit:
         raise ShareError(f"expires_in must be a whole number of seconds from 1 to {limit}{why}.",
                          field="expires_in")
+    result = _write_share(user=user, cli_user=cli_user, bucket=bucket, bucket_name=bucket_name, key=key, kind=kind,
+                          expires_in=expires_in, max_downloads=max_downloads, note=note, request=request,
+                          creator_name=creator_name, config=config)
+    assert result is not None
+    return result
 
+
+# bucket name -> (signing configuration, the registry's signing columns it came
+# from), learned by share_create's full path. Only a hint: the one-statement
+# path writes nothing unless the registry row still holds the same values.
+_signing_configs: dict[str, tuple[s3.BucketConfig, tuple[str, ...]]] = {}
+
+
+def _write_share(*, user, bucket: Bucket | None, bucket_name: str, key: str, kind: str, expires_in: int,
+                 max_downloads: int | None, note: str, request: HttpRequest | None, creator_name: str,
+                 config: s3.BucketConfig | None, cli_user=None, if_granted: tuple[str, ...] | None = None,
+                 ) -> ShareResult | None:
+    """Sign (direct links), then write the share and its audit event together.
+
+    if_granted (not None) takes the one-statement path for `user`: the bucket
+    is found by name and the share is written only if a grant allows it; for a
+    direct link if_granted holds the registry's signing columns that `config`
+    came from, and nothing is written unless the registry still holds them
+    (a portal link passes ()). Returns None when nothing was written."""
     now = timezone.now()
     requested_expires_at = now + dt.timedelta(seconds=expires_in)
     expires_at = requested_expires_at
@@ -366,7 +409,12 @@ def share_create(
         details["via"] = "cli"
     event = audit.event(audit.SHARE_CREATED, actor=user if user is not None else cli_user, actor_name=creator_name,
                         request=request, bucket=bucket_name, key=key, details=details)
-    if fastsql.one_statement():
+    if if_granted is not None:
+        if not fastsql.insert_share_if_granted(share, event, user_id=user.pk,
+                                               cap=max(settings.PORTAL_LINK_MAX_EXPIRY, 1),
+                                               config_values=if_granted or None):
+            return None
+    elif fastsql.one_statement():
         # PostgreSQL: share + event in one atomic statement (details get share_id),
         # no BEGIN/COMMIT round trips.
         fastsql.insert_share_with_event(share, event)

@@ -6,6 +6,8 @@ import datetime as dt
 
 import pytest
 from django.contrib.auth.models import Group
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from shares import audit, fastsql, services
@@ -120,3 +122,113 @@ def test_a_counted_visit_and_its_event_are_written_only_together(alice, grants, 
     assert not fastsql.count_download_with_event(share.pk, now, visit_event())  # used up: nothing written
     assert AuditEvent.objects.filter(action=audit.LINK_VISITED).count() == 1
     assert Share.objects.get(pk=share.pk).status == Share.Status.USED_UP
+
+
+# --- share creation's one-statement path: the grant check inside the INSERT -------------
+
+def _attempt(user, bucket_name: str, key: str, expires_in: int, *, config_values=None) -> bool:
+    """fastsql.insert_share_if_granted for a portal link, as share_create builds it."""
+    now = timezone.now()
+    share = Share(bucket_name=bucket_name, key=key, kind=Share.Kind.PORTAL, created_by=user,
+                  created_by_name=user.username, created_at=now, expires_in=expires_in,
+                  requested_expires_at=now + dt.timedelta(seconds=expires_in),
+                  expires_at=now + dt.timedelta(seconds=expires_in), token_nonce="n" * 43,
+                  token_digest=f"{Share.objects.count():064d}")
+    event = audit.event(audit.SHARE_CREATED, actor=user, actor_name=user.username, bucket=bucket_name, key=key,
+                        details={"kind": "portal"})
+    return fastsql.insert_share_if_granted(share, event, user_id=user.pk, cap=30 * 86400,
+                                           config_values=config_values)
+
+
+def _statements(captured) -> list[str]:
+    """The SQL statements run, without the savepoints of the test's own transaction."""
+    return [q["sql"] for q in captured.captured_queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE"))]
+
+
+def test_the_one_statement_share_writes_the_same_rows_as_the_full_path(alice, grants, s3_bucket):
+    # The first direct link of a bucket takes the full path (and remembers its
+    # signing configuration); from then on a share is the grant check and the
+    # writes in one statement on PostgreSQL (a transaction of two on SQLite).
+    services._signing_configs.clear()
+    full = services.share_create(user=alice, bucket_name=s3_bucket.name, key="d/ü x.txt", expires_in=600,
+                                 kind="direct", note="first")
+    with CaptureQueriesContext(connection) as direct_sql:
+        fast = services.share_create(user=alice, bucket_name=s3_bucket.name, key="d/ü x.txt", expires_in=600,
+                                     kind="direct", note="first")
+    with CaptureQueriesContext(connection) as portal_sql:
+        portal = services.share_create(user=alice, bucket_name=s3_bucket.name, key="d/ü x.txt", expires_in=600,
+                                       max_downloads=4, note="p")
+    for captured in (direct_sql, portal_sql):
+        # No read before the write: INSERT … SELECT … WHERE EXISTS (<grant>).
+        assert [sql.split(" ", 1)[0] for sql in _statements(captured)] == (
+            ["WITH"] if fastsql.one_statement() else ["INSERT", "INSERT"])
+    ignore = {"id", "created_at", "requested_expires_at", "expires_at"}
+    stored = {s.pk: s for s in Share.objects.all()}
+
+    def row(share):
+        return {k: v for k, v in _fields(stored[share.pk]).items() if k not in ignore}
+
+    assert row(fast.share) == row(full.share)
+    assert row(portal.share)["bucket_id"] == s3_bucket.pk and row(portal.share)["max_downloads"] == 4
+    assert fast.share.bucket_id == s3_bucket.pk and fast.share.bucket == s3_bucket
+    for result in (full, fast, portal):
+        event = AuditEvent.objects.get(share_id=result.share.pk)
+        assert event.details["share_id"] == result.share.pk and event.actor_id == alice.pk
+        assert event.bucket == s3_bucket.name and event.key == "d/ü x.txt"
+        assert _fields(result.share) == _fields(stored[result.share.pk])
+    assert fast.url.split("?")[0] == full.url.split("?")[0]
+
+
+@pytest.mark.parametrize("prefix, key, allowed", [
+    ("", "anything/at/all", True),
+    ("team-a/", "team-a/x", True),
+    ("team-a/", "team-a-secret/x", False),  # a prefix names a folder
+    ("team-a", "team-a/x", True),  # "team-a" means "team-a/"
+    ("team-a", "team-ab/x", False),
+    ("team-a", "team-a", False),  # the folder's name is not inside the folder
+    ("ü/", "ü/ä b+%.txt", True),
+    ("ü/", "u/x", False),
+    ("a%/", "ab/x", False),  # no LIKE wildcards
+    ("a_/", "ab/x", False),
+    ("Team/", "team/x", False),  # case matters, as in S3
+])
+def test_the_statement_applies_the_grant_prefix_exactly_as_grants_best_access(bob, s3_bucket, prefix, key,
+                                                                             allowed):
+    Grant.objects.create(bucket=s3_bucket, user=bob, prefix=prefix, can_share=True)
+    from shares import grants as grant_rules
+
+    accesses = grant_rules.bucket_accesses(bob, s3_bucket)
+    assert (grant_rules.best_access(accesses, key) is not None) is allowed
+    assert _attempt(bob, s3_bucket.name, key, 60) is allowed
+    assert Share.objects.count() == AuditEvent.objects.filter(action=audit.SHARE_CREATED).count() == int(allowed)
+
+
+def test_the_statement_writes_nothing_unless_a_grant_allows_sharing_for_that_long(alice, bob, charlie, grants,
+                                                                                 s3_bucket):
+    assert not _attempt(charlie, s3_bucket.name, "x", 60)  # no grant
+    assert not _attempt(alice, "no-such-bucket", "x", 60)
+    assert not _attempt(bob, s3_bucket.name, "team-a/x", 86401)  # the grant's maximum is a day
+    assert _attempt(bob, s3_bucket.name, "team-a/x", 86400)
+    Grant.objects.create(bucket=s3_bucket, user=charlie, prefix="", can_share=False)
+    assert not _attempt(charlie, s3_bucket.name, "x", 60)  # may browse, not share
+    Bucket.objects.filter(pk=s3_bucket.pk).update(max_expiry=3600)
+    assert not _attempt(alice, s3_bucket.name, "x", 3601)  # the bucket's maximum
+    assert _attempt(alice, s3_bucket.name, "x", 3600)
+    Bucket.objects.filter(pk=s3_bucket.pk).update(max_expiry=10**9)
+    assert not _attempt(alice, s3_bucket.name, "x", 30 * 86400 + 1)  # the portal cap
+    Bucket.objects.filter(pk=s3_bucket.pk).update(enabled=False)
+    assert not _attempt(alice, s3_bucket.name, "x", 60)
+    assert Share.objects.count() == AuditEvent.objects.filter(action=audit.SHARE_CREATED).count() == 2
+
+
+def test_a_direct_link_is_signed_afresh_when_the_registry_changed_since_the_last_one(alice, grants, s3_bucket):
+    services._signing_configs.clear()
+    first = services.share_create(user=alice, bucket_name=s3_bucket.name, key="x", expires_in=60, kind="direct")
+    assert first.url.startswith(s3_bucket.endpoint_url)
+    values = services._signing_configs[s3_bucket.name][1]
+    assert _attempt(alice, s3_bucket.name, "x", 60, config_values=values)
+    Bucket.objects.filter(pk=s3_bucket.pk).update(public_endpoint_url="https://files.example.com")
+    assert not _attempt(alice, s3_bucket.name, "x", 60, config_values=values)  # stale: nothing written
+    second = services.share_create(user=alice, bucket_name=s3_bucket.name, key="x", expires_in=60, kind="direct")
+    assert second.url.startswith("https://files.example.com/")
+    assert Share.objects.filter(kind="direct").count() == 2
