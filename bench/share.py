@@ -20,6 +20,13 @@ Scenarios are interleaved for `--rounds` rounds; the figure for each is the
 median requests/second over the rounds, and the ratio is against the baseline
 measured in the same run. Target: each ≥ 0.6× the baseline, zero errors, and
 exactly one share.created audit event per share.
+
+It also prints the CPU time each request costs, split by process (gunicorn's
+workers, the PostgreSQL backends serving the bench's database, the load
+client), read from /proc around every scenario. On a shared machine that other
+work keeps busy, requests/second swing with the load; CPU per request does not,
+and on the saturated 2-core machine the throughput ratio follows the inverse of
+the CPU ratio.
 """
 from __future__ import annotations
 
@@ -94,6 +101,47 @@ def run_load(port: int, seconds: float, concurrency: int, request, expect: int) 
     for thread in threads:
         thread.join()
     return sum(ok), sum(errors)
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pids) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone
+        total += (int(fields[11]) + int(fields[12])) / _TICK
+    return total
+
+
+def _group_pids(pgid: int) -> list[int]:
+    """Every process in a process group (gunicorn's master and workers)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid:
+                pids.append(int(entry.name))
+    return pids
+
+
+def _database_pids() -> list[int]:
+    """The PostgreSQL backends connected to the bench's database (not the
+    bench's own connection); none on SQLite, which runs inside the workers."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                       "AND pid <> pg_backend_pid()")
+        return [row[0] for row in cursor.fetchall()]
 
 
 def main() -> int:
@@ -198,12 +246,21 @@ def main() -> int:
 
         rates: dict[str, list[float]] = {name: [] for name in scenarios}
         errors: dict[str, int] = {name: 0 for name in scenarios}
+        # CPU seconds per scenario: gunicorn, database, client; and requests served.
+        cpu: dict[str, list[float]] = {name: [0.0, 0.0, 0.0] for name in scenarios}
+        served: dict[str, int] = {name: 0 for name in scenarios}
         created = 0
         for _ in range(args.rounds):
             for name, (request, expect, _) in scenarios.items():
+                workers, database = _group_pids(gunicorn.pid), _database_pids()
+                before = (_cpu_seconds(workers), _cpu_seconds(database), time.process_time())
                 started = time.monotonic()
                 ok, failed = run_load(port, args.seconds, args.concurrency, request, expect)
                 rates[name].append(ok / (time.monotonic() - started))
+                after = (_cpu_seconds(workers), _cpu_seconds(database), time.process_time())
+                for part in range(3):
+                    cpu[name][part] += after[part] - before[part]
+                served[name] += ok + failed
                 errors[name] += failed
                 if name.startswith("POST"):
                     created += ok
@@ -225,6 +282,14 @@ def main() -> int:
             ok_all &= ratio >= 0.6 and errors[name] == 0
             print(f"  {name:36s} {rate:8.1f} req/s  {ratio:5.2f}×  errors {errors[name]}  vs {base.split('(')[1][:-1]}"
                   f"  {verdict}")
+        print("CPU per request, all rounds (ms): gunicorn + database + client = total; ratio of totals vs the baseline")
+        per_request = {name: [seconds * 1000 / max(served[name], 1) for seconds in cpu[name]] for name in scenarios}
+        for name, (_, _, base) in scenarios.items():
+            parts = per_request[name]
+            line = f"  {name:36s} {parts[0]:5.2f} + {parts[1]:5.2f} + {parts[2]:5.2f} = {sum(parts):5.2f}"
+            if base is not None:
+                line += f"  {sum(per_request[base]) / sum(parts):5.2f}×"
+            print(line)
         print(f"  shares created {shares_made} (2xx answers {created}), share.created events {events_made}: "
               f"{'exactly one each' if shares_made == events_made == created else 'MISMATCH'}")
         ok_all &= shares_made == events_made == created

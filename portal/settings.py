@@ -112,6 +112,15 @@ def _database() -> dict:
     # with a driver traceback.
     if not engine.endswith(("sqlite3", "postgresql")):
         raise ConfigError("DATABASE_URL must be a postgres:// or sqlite:/// URL")
+    if engine.endswith("postgresql"):
+        # psycopg prepares a statement once it has run `prepare_threshold` times on
+        # a connection; Django turns that off (None) for connection poolers. The
+        # portal asks for it explicitly for its few hot statements only
+        # (shares/fastsql.py), so nothing else is ever prepared: a threshold no
+        # query reaches. Behind PgBouncer < 1.21 in transaction mode, set
+        # DB_PREPARED_STATEMENTS=false.
+        config.setdefault("OPTIONS", {})["prepare_threshold"] = (
+            2**31 - 1 if env_bool("DB_PREPARED_STATEMENTS", True) else None)
     if engine.endswith("sqlite3"):
         # Web server and Celery worker share the file: wait for locks instead of
         # failing, and take the write lock up front so transactions don't deadlock.

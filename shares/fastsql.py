@@ -30,6 +30,39 @@ def _qn(connection, name: str) -> str:
     return connection.ops.quote_name(name)
 
 
+def _cursor(connection):
+    """A cursor for these statements. On PostgreSQL it binds parameters on the
+    server (Django's default writes them into the SQL text on the client) and
+    asks psycopg to prepare each statement once per connection, so that
+    PostgreSQL stops parsing and planning it on every share and visit (planning
+    the share INSERT alone cost as much as running it). DB_PREPARED_STATEMENTS=
+    false turns preparing off (settings.py). Still Django's cursor wrapper:
+    errors become django.db errors, and queries are logged when Django logs them."""
+    if connection.vendor != "postgresql":
+        return connection.cursor()
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    with connection.wrap_database_errors:
+        return connection._prepare_cursor(_preparing_cursor_class()(connection.connection))  # noqa: SLF001
+
+
+_PREPARING_CURSOR = None
+
+
+def _preparing_cursor_class():
+    global _PREPARING_CURSOR
+    if _PREPARING_CURSOR is None:
+        from django.db.backends.postgresql.base import ServerBindingCursor
+
+        class PreparingCursor(ServerBindingCursor):
+            def execute(self, query, params=None, *, prepare=None, binary=None):
+                # psycopg ignores prepare=True while the connection's prepare_threshold is None.
+                return super().execute(query, params, prepare=True, binary=binary)
+
+        _PREPARING_CURSOR = PreparingCursor
+    return _PREPARING_CURSOR
+
+
 def insert(obj: Model, using: str = DEFAULT_DB_ALIAS) -> None:
     """INSERT one new row (all concrete fields but the auto primary key) and set obj.pk."""
     connection = connections[using]
@@ -47,7 +80,7 @@ def insert(obj: Model, using: str = DEFAULT_DB_ALIAS) -> None:
         prepared = _cache[key] = (fields, sql)
     fields, sql = prepared
     params = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
-    with connection.cursor() as cursor:
+    with _cursor(connection) as cursor:
         cursor.execute(sql, params)
         obj.pk = cursor.fetchone()[0]
     obj._state.adding = False
@@ -104,7 +137,7 @@ def bucket_grants(user_id: int, bucket_name: str, using: str = DEFAULT_DB_ALIAS)
         )
         prepared = _cache[key] = (sql, converters, len(converters))
     sql, converters, width = prepared
-    with connection.cursor() as cursor:
+    with _cursor(connection) as cursor:
         cursor.execute(sql, [bucket_name, True, user_id, user_id])
         rows = cursor.fetchall()
     result = []
@@ -136,7 +169,7 @@ def portal_share(digest: str, using: str = DEFAULT_DB_ALIAS) -> Share | None:
         )
         prepared = _cache[key] = (sql, share_converters, bucket_converters)
     sql, share_converters, bucket_converters = prepared
-    with connection.cursor() as cursor:
+    with _cursor(connection) as cursor:
         cursor.execute(sql, [digest, Share.Kind.PORTAL.value])
         row = cursor.fetchone()  # token_digest is unique: one row or none
     if row is None:
@@ -177,7 +210,7 @@ def count_download(share_id: int, now: dt.datetime, using: str = DEFAULT_DB_ALIA
     sql = _cache.get(key)
     if sql is None:
         sql = _cache[key] = _count_download_sql(connection)
-    with connection.cursor() as cursor:
+    with _cursor(connection) as cursor:
         cursor.execute(sql, [share_id, connection.ops.adapt_datetimefield_value(now)])
         return cursor.rowcount == 1
 
@@ -269,7 +302,7 @@ def insert_share_with_event(share: Share, event: Model, using: str = DEFAULT_DB_
     share_fields, event_fields, sql = prepared
     params = [f.get_db_prep_save(f.pre_save(share, True), connection) for f in share_fields]
     params += _event_params(event, event_fields, connection, True)
-    with connection.cursor() as cursor:
+    with _cursor(connection) as cursor:
         cursor.execute(sql, params)
         event_id, share_id = cursor.fetchone()
     share.pk = share_id
@@ -292,7 +325,7 @@ def count_download_with_event(share_id: int, now: dt.datetime, event: Model, usi
     event_fields, sql = prepared
     params = [share_id, connection.ops.adapt_datetimefield_value(now)]
     params += _event_params(event, event_fields, connection, False)
-    with connection.cursor() as cursor:
+    with _cursor(connection) as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
     if row is None:
@@ -417,7 +450,7 @@ def insert_share_if_granted(share: Share, event: Model, *, user_id: int, cap: in
                                     config_values=config_values)
     if event_fields is not None:
         params += _event_params(event, event_fields, connection, True)
-        with connection.cursor() as cursor:
+        with _cursor(connection) as cursor:
             cursor.execute(sql, params)
             row = cursor.fetchone()
         if row is None:
@@ -426,7 +459,7 @@ def insert_share_if_granted(share: Share, event: Model, *, user_id: int, cap: in
         _finish_event(event, event_id, share_id, using, True)
     else:
         with transaction.atomic(using=using):
-            with connection.cursor() as cursor:
+            with _cursor(connection) as cursor:
                 cursor.execute(sql, params)
                 row = cursor.fetchone()
             if row is None:

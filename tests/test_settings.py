@@ -158,3 +158,15 @@ def test_env_example_lists_every_knob():
     example = (ROOT / ".env.example").read_text()
     documented = set(re.findall(r"^#?\s*([A-Z_0-9]+)=", example, flags=re.M))
     assert names - documented == set()
+
+
+@pytest.mark.parametrize("value, expected", [("", "2147483647"), ("false", "None")])
+def test_prepared_statements_can_be_turned_off_for_old_connection_poolers(tmp_path, value, expected):
+    extra = {"DATABASE_URL": "postgres://u@127.0.0.1:5432/db"}
+    if value:
+        extra["DB_PREPARED_STATEMENTS"] = value
+    result = _manage(tmp_path, "shell", "-c",
+                     "from django.conf import settings; print(settings.DATABASES['default']['OPTIONS']['prepare_threshold'])",
+                     **extra)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == expected  # (Django 5.2's shell first says what it imported)
