@@ -16,6 +16,10 @@ Grant), and the audit log is written explicitly by the callers.
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
+import os
+import threading
+from contextlib import contextmanager
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections
@@ -24,6 +28,52 @@ from django.db.models import Model
 from .models import Bucket, Share
 
 _cache: dict[tuple, Any] = {}
+
+# SQLite has one writer at a time. A writer that finds the lock taken sleeps and
+# retries (1, 2, 5, 10… ms: SQLite's busy handler), far longer than a share's
+# transaction holds it, so under load most of a writer's time went to sleeping.
+# The hot writes queue instead: threads of one process on a threading lock,
+# processes (gunicorn workers, Celery) on an flock() of a file beside the
+# database; the kernel wakes the next waiter as soon as the lock is released.
+_sqlite_writer = threading.Lock()
+_sqlite_lock_files: dict[str, int] = {}
+
+
+def _sqlite_lock_fd(connection) -> int | None:
+    name = str(connection.settings_dict["NAME"])
+    fd = _sqlite_lock_files.get(name)
+    if fd is None and name and name != ":memory:" and not name.startswith("file:"):
+        try:
+            fd = os.open(name + ".writer-lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError:
+            return None  # e.g. a read-only folder: SQLite's own lock still serialises
+        _sqlite_lock_files[name] = fd
+    return fd
+
+
+@contextmanager
+def write_transaction(using: str = DEFAULT_DB_ALIAS):
+    """transaction.atomic() for a short, hot write; on SQLite, writers queue
+    for the write lock (see above) instead of sleeping in SQLite's busy
+    handler. Inside an enclosing atomic block (which may already hold SQLite's
+    lock) it is a plain savepoint: queueing there could deadlock."""
+    from django.db import transaction
+
+    connection = connections[using]
+    if connection.vendor != "sqlite" or connection.in_atomic_block:
+        with transaction.atomic(using=using):
+            yield
+        return
+    with _sqlite_writer:
+        fd = _sqlite_lock_fd(connection)
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            with transaction.atomic(using=using):
+                yield
+        finally:
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def _qn(connection, name: str) -> str:
@@ -423,8 +473,6 @@ def insert_share_if_granted(share: Share, event: Model, *, user_id: int, cap: in
     two statements in one transaction. False: nothing was written; the caller
     must take the full path to say why (or to create it after all, if the
     registry changed in between)."""
-    from django.db import transaction
-
     connection = connections[using]
     with_config = config_values is not None
     key = ("insert_share_if_granted", connection.vendor, with_config)
@@ -458,7 +506,7 @@ def insert_share_if_granted(share: Share, event: Model, *, user_id: int, cap: in
         event_id, share_id, bucket_id = row
         _finish_event(event, event_id, share_id, using, True)
     else:
-        with transaction.atomic(using=using):
+        with write_transaction(using):
             with _cursor(connection) as cursor:
                 cursor.execute(sql, params)
                 row = cursor.fetchone()

@@ -258,3 +258,36 @@ def test_postgresql_prepares_the_share_statement_once_and_reuses_it(alice, grant
         assert prepared() == {}
     finally:
         raw.prepare_threshold = 2**31 - 1
+
+
+def test_sqlite_writers_queue_on_a_lock_file_beside_the_database(tmp_path):
+    # gunicorn workers and the Celery worker are separate processes: a hot write
+    # holds an flock() on "<database>.writer-lock" so that the next process waits
+    # in the kernel (woken at once) instead of sleeping in SQLite's busy handler.
+    import fcntl
+    import stat
+    import subprocess
+    import sys
+
+    database = tmp_path / "portal.sqlite3"
+
+    class FileDatabase:
+        settings_dict = {"NAME": str(database)}
+
+    fd = fastsql._sqlite_lock_fd(FileDatabase)
+    lock_file = tmp_path / "portal.sqlite3.writer-lock"
+    assert stat.S_IMODE(lock_file.stat().st_mode) == 0o600
+    probe = [sys.executable, "-c", "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR); "
+             "fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)", str(lock_file)]
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        assert subprocess.run(probe, capture_output=True).returncode != 0  # another process must wait
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    assert subprocess.run(probe, capture_output=True).returncode == 0
+    assert fastsql._sqlite_lock_fd(FileDatabase) == fd  # one descriptor per process
+
+    class MemoryDatabase:
+        settings_dict = {"NAME": "file:memorydb_default?mode=memory&cache=shared"}
+
+    assert fastsql._sqlite_lock_fd(MemoryDatabase) is None  # nothing to share with another process
