@@ -21,7 +21,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from . import audit
+from . import audit, ratelimit
 from .audit_db import purge_window
 from .models import AuditEvent, AuditSeal, Share
 
@@ -318,11 +318,13 @@ def purge_audit(*, now: datetime | None = None, dry_run: bool = False,
 class TidyResult:
     expired: int
     deleted: int
+    rate_counters: int = 0  # portal-link rate-limit counters of finished windows, deleted
 
 
 def tidy_shares(*, now: datetime | None = None, dry_run: bool = False) -> TidyResult:
     """Mark expired active shares; delete share rows finished (expired, used up or
-    revoked) more than SHARE_RETENTION_DAYS ago (0 keeps them). Their audit events stay."""
+    revoked) more than SHARE_RETENTION_DAYS ago (0 keeps them). Their audit events stay.
+    Also deletes the link rate limit's database counters of finished windows."""
     now = now or timezone.now()
     to_expire = Share.objects.filter(status=Share.Status.ACTIVE, expires_at__lte=now, revoked_at__isnull=True)
     if settings.SHARE_RETENTION_DAYS:
@@ -333,7 +335,7 @@ def tidy_shares(*, now: datetime | None = None, dry_run: bool = False) -> TidyRe
     else:
         old = Share.objects.none()
     if dry_run:
-        return TidyResult(to_expire.count(), old.count())
+        return TidyResult(to_expire.count(), old.count(), ratelimit.prune_counters(now=now.timestamp(), dry_run=True))
     with transaction.atomic():
         expired = to_expire.update(status=Share.Status.EXPIRED)
     deleted = 0
@@ -345,7 +347,7 @@ def tidy_shares(*, now: datetime | None = None, dry_run: bool = False) -> TidyRe
             # AuditEvent.share is DO_NOTHING without a constraint: events are untouched.
             count, _ = Share.objects.filter(id__in=ids).delete()
             deleted += len(ids)
-    return TidyResult(expired, deleted)
+    return TidyResult(expired, deleted, ratelimit.prune_counters(now=now.timestamp()))
 
 
 def describe(value: Any) -> str:

@@ -8,19 +8,16 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
-from django.core.cache import cache, caches
-from django.core.cache.backends.db import DatabaseCache
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from . import audit, fastsql, s3, services
+from . import audit, fastsql, ratelimit, s3, services
 from .models import Share
 
 log = logging.getLogger(__name__)
@@ -39,30 +36,13 @@ def _no_store(response: HttpResponse) -> HttpResponse:
 
 
 def _rate_limited(ip: str | None) -> tuple[bool, bool]:
-    """(over the limit?, first refusal in this window?) — a fixed one-minute
-    window per IP in the shared cache."""
-    window = int(time.time() // 60)
-    cache_key = f"s-link-rate:{ip or 'unknown'}:{window}"
-    # incr first: on the database cache each call is a write, and after the
-    # first visit of a window the key exists.
-    try:
-        try:
-            count = cache.incr(cache_key)
-        except ValueError:
-            count = 1 if cache.add(cache_key, 1, timeout=90) else cache.incr(cache_key)
-    except Exception:  # noqa: BLE001 – any cache backend failure
-        # Fail open: a broken cache (Redis down) must not take every shared link down with it.
-        log.exception("portal link: rate-limit cache unavailable; not limiting")
+    """(over the limit?, first refusal in this window?): a fixed one-minute window
+    per IP, one round trip to the counter (shares/ratelimit.py)."""
+    count = ratelimit.hit(ip)
+    if count is None:  # Redis unreachable (logged): fail open
         return False, False
     limit = settings.PORTAL_LINK_RATE_LIMIT
     return count > limit, count == limit + 1
-
-
-def _limit_joins_transaction() -> bool:
-    """On the database cache the rate-limit counter is itself a few writes: they
-    join the visit's transaction (one commit, one SQLite write lock). Any other
-    cache (Redis) is counted before, outside any transaction."""
-    return isinstance(caches["default"], DatabaseCache)
 
 
 def _gone(request: HttpRequest, share: Share, outcome: str) -> HttpResponse:
@@ -124,9 +104,9 @@ def share_link(request: HttpRequest, token: str) -> HttpResponse:
     counted = False
     attempted = False  # the conditional UPDATE already ran (PostgreSQL one-statement path)
     over = first_refusal = False
-    limit_in_transaction = _limit_joins_transaction()
+    limit_in_transaction = ratelimit.counts_in_database()
     if not limit_in_transaction:
-        # Redis (or any non-database cache): one command, nothing to join a transaction for.
+        # Redis: one round trip, nothing to join a transaction for.
         over, first_refusal = _rate_limited(ip)
         if (not over and share is not None and outcome is None and request.method == "GET"
                 and fastsql.one_statement()):
@@ -142,8 +122,8 @@ def share_link(request: HttpRequest, token: str) -> HttpResponse:
                 outcome = _outcome_of(share, now) or "used_up"
 
     if not counted:
-        # One write transaction per visit: the rate-limit counter (on the database
-        # cache it joins this transaction), the download count and the audit event.
+        # One write transaction per visit: the rate-limit counter (when it counts in
+        # the database it joins this transaction), the download count and the audit event.
         with transaction.atomic():
             if limit_in_transaction:
                 over, first_refusal = _rate_limited(ip)

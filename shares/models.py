@@ -215,3 +215,20 @@ class AuditSeal(models.Model):
 
     class Meta:
         ordering = ["period_end"]
+
+
+class LinkRateCounter(models.Model):
+    """Portal-link visits per client IP per one-minute window, when the rate limit
+    counts in the database (the embedded default; shares/ratelimit.py). One row
+    per (minute, client); tidy_shares deletes finished windows.
+
+    The primary key is the pair itself: the upsert's conflict target, and, led by
+    the minute, the index that the cleanup's range delete walks."""
+
+    pk = models.CompositePrimaryKey("minute", "client")
+    minute = models.IntegerField()  # Unix time // 60
+    client = models.CharField(max_length=64)  # the IP, or a digest of an over-long forwarded value
+    visits = models.IntegerField()
+
+    def __str__(self) -> str:
+        return f"{self.client} @ {self.minute}: {self.visits}"

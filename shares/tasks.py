@@ -33,7 +33,8 @@ def tidy_shares() -> dict[str, Any]:
             result = housekeeping.tidy_shares()
     except Busy:
         return {"status": "busy"}
-    return {"status": "ok", "expired": result.expired, "deleted": result.deleted}
+    return {"status": "ok", "expired": result.expired, "deleted": result.deleted,
+            "rate_counters": result.rate_counters}
 
 
 @shared_task(name="shares.tasks.seal_audit", **TASK_OPTIONS)
