@@ -291,3 +291,23 @@ def test_sqlite_writers_queue_on_a_lock_file_beside_the_database(tmp_path):
         settings_dict = {"NAME": "file:memorydb_default?mode=memory&cache=shared"}
 
     assert fastsql._sqlite_lock_fd(MemoryDatabase) is None  # nothing to share with another process
+
+
+def test_parameters_are_exactly_what_djangos_field_adapters_give(alice, grants, s3_bucket, rf):
+    # fastsql skips get_db_prep_save() for values it would return unchanged;
+    # every parameter must still equal the adapter's, type included.
+    result = services.share_create(user=alice, bucket_name=s3_bucket.name, key="ü/a b.txt", expires_in=60,
+                                   max_downloads=2, note="n")
+    request = rf.get("/", HTTP_USER_AGENT="Agent/1", REMOTE_ADDR="2001:db8::1")
+    event = audit.event(audit.SHARE_CREATED, actor=alice, request=request, bucket="b", key="k",
+                        share=result.share, details={"n": 1})
+    share = Share.objects.get(pk=result.share.pk)
+    share.revoked_at, share.revoked_by_id = timezone.now(), alice.pk
+
+    def comparable(value):
+        return type(value).__name__, getattr(value, "obj", value)  # Jsonb wraps its value
+
+    for obj in (share, event):
+        fields = [f for f in obj._meta.local_concrete_fields if f is not obj._meta.pk]
+        expected = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
+        assert [comparable(v) for v in fastsql._prepare(obj, fields, connection)] == [comparable(v) for v in expected]
