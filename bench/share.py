@@ -106,15 +106,23 @@ def run_load(port: int, seconds: float, concurrency: int, request, expect: int) 
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
-def _cpu_seconds(pids) -> float:
-    total = 0.0
+def _cpu_seconds(pids) -> dict[int, float]:
+    """pid -> CPU seconds (user + system) so far, for the pids still alive."""
+    seconds = {}
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue  # gone
-        total += (int(fields[11]) + int(fields[12])) / _TICK
-    return total
+        seconds[pid] = (int(fields[11]) + int(fields[12])) / _TICK
+    return seconds
+
+
+def _cpu_used(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds between two readings; a process that started in between
+    (a new database connection) counts whole. (One that ended in between is
+    lost: connections live DB_CONN_MAX_AGE, far longer than a scenario.)"""
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
 
 
 def _group_pids(pgid: int) -> list[int]:
@@ -252,14 +260,16 @@ def main() -> int:
         created = 0
         for _ in range(args.rounds):
             for name, (request, expect, _) in scenarios.items():
-                workers, database = _group_pids(gunicorn.pid), _database_pids()
-                before = (_cpu_seconds(workers), _cpu_seconds(database), time.process_time())
+                before = (_cpu_seconds(_group_pids(gunicorn.pid)), _cpu_seconds(_database_pids()),
+                          time.process_time())
                 started = time.monotonic()
                 ok, failed = run_load(port, args.seconds, args.concurrency, request, expect)
                 rates[name].append(ok / (time.monotonic() - started))
-                after = (_cpu_seconds(workers), _cpu_seconds(database), time.process_time())
-                for part in range(3):
-                    cpu[name][part] += after[part] - before[part]
+                after = (_cpu_seconds(_group_pids(gunicorn.pid)), _cpu_seconds(_database_pids()),
+                         time.process_time())
+                cpu[name][0] += _cpu_used(before[0], after[0])
+                cpu[name][1] += _cpu_used(before[1], after[1])
+                cpu[name][2] += after[2] - before[2]
                 served[name] += ok + failed
                 errors[name] += failed
                 if name.startswith("POST"):
