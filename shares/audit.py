@@ -5,6 +5,7 @@ Never pass a signed URL, a token, a signature or a secret in `details`."""
 from __future__ import annotations
 
 import contextvars
+import ipaddress
 import re
 from typing import Any
 
@@ -56,7 +57,27 @@ def sanitise_details(details: dict[str, Any] | None) -> dict[str, Any]:
     return clean(dict(details or {}))
 
 
+def _ip(value: str) -> str | None:
+    """The IP address in `value`, normalised, or None. Proxies write the client as
+    "203.0.113.7", "203.0.113.7:51234", "[2001:db8::1]:443" or an IPv6 address
+    with a zone ("fe80::1%eth0"); anything else ("unknown", a name, junk) is not
+    an address, and must not reach the audit log's inet column (a 500 on
+    PostgreSQL)."""
+    value = value.strip()
+    if value.startswith("[") and "]" in value:
+        value = value[1:value.index("]")]
+    elif value.count(":") == 1:
+        value = value.split(":", 1)[0]  # IPv4 with a port
+    value = value.split("%", 1)[0]
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return None
+
+
 def client_ip(request: HttpRequest | None) -> str | None:
+    """The client's IP address (the last X-Forwarded-For hop, written by the
+    trusted proxy, when TRUST_X_FORWARDED_FOR), or None if there is none."""
     if request is None:
         return None
     from django.conf import settings
@@ -64,8 +85,8 @@ def client_ip(request: HttpRequest | None) -> str | None:
     if settings.TRUST_X_FORWARDED_FOR:
         forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
         if forwarded:
-            return forwarded.split(",")[-1].strip() or None
-    return request.META.get("REMOTE_ADDR") or None
+            return _ip(forwarded.split(",")[-1])
+    return _ip(request.META.get("REMOTE_ADDR") or "")
 
 
 def record(action: str, **kwargs: Any) -> AuditEvent:

@@ -80,7 +80,7 @@ def _qn(connection, name: str) -> str:
     return connection.ops.quote_name(name)
 
 
-def _cursor(connection):
+def fast_cursor(connection):
     """A cursor for these statements. On PostgreSQL it binds parameters on the
     server (Django's default writes them into the SQL text on the client) and
     asks psycopg to prepare each statement once per connection, so that
@@ -108,6 +108,14 @@ def _preparing_cursor_class():
             def execute(self, query, params=None, *, prepare=None, binary=None):
                 # psycopg ignores prepare=True while the connection's prepare_threshold is None.
                 return super().execute(query, params, prepare=True, binary=binary)
+
+            def _convert_query(self, query, params=None):
+                # psycopg keeps the query it sent (which Django's query log reads)
+                # only when it is not prepared: keep it always. It is the SQL with
+                # $1, $2… placeholders, never the values.
+                converted = super()._convert_query(query, params)
+                self._query = converted
+                return converted
 
         _PREPARING_CURSOR = PreparingCursor
     return _PREPARING_CURSOR
@@ -196,7 +204,7 @@ def insert(obj: Model, using: str = DEFAULT_DB_ALIAS) -> None:
         prepared = _cache[key] = (fields, sql)
     fields, sql = prepared
     params = _prepare(obj, fields, connection)
-    with _cursor(connection) as cursor:
+    with fast_cursor(connection) as cursor:
         cursor.execute(sql, params)
         obj.pk = cursor.fetchone()[0]
     obj._state.adding = False
@@ -253,7 +261,7 @@ def bucket_grants(user_id: int, bucket_name: str, using: str = DEFAULT_DB_ALIAS)
         )
         prepared = _cache[key] = (sql, converters, len(converters))
     sql, converters, width = prepared
-    with _cursor(connection) as cursor:
+    with fast_cursor(connection) as cursor:
         cursor.execute(sql, [bucket_name, True, user_id, user_id])
         rows = cursor.fetchall()
     result = []
@@ -285,7 +293,7 @@ def portal_share(digest: str, using: str = DEFAULT_DB_ALIAS) -> Share | None:
         )
         prepared = _cache[key] = (sql, share_converters, bucket_converters)
     sql, share_converters, bucket_converters = prepared
-    with _cursor(connection) as cursor:
+    with fast_cursor(connection) as cursor:
         cursor.execute(sql, [digest, Share.Kind.PORTAL.value])
         row = cursor.fetchone()  # token_digest is unique: one row or none
     if row is None:
@@ -326,7 +334,7 @@ def count_download(share_id: int, now: dt.datetime, using: str = DEFAULT_DB_ALIA
     sql = _cache.get(key)
     if sql is None:
         sql = _cache[key] = _count_download_sql(connection)
-    with _cursor(connection) as cursor:
+    with fast_cursor(connection) as cursor:
         cursor.execute(sql, [share_id, connection.ops.adapt_datetimefield_value(now)])
         return cursor.rowcount == 1
 
@@ -419,7 +427,7 @@ def insert_share_with_event(share: Share, event: Model, using: str = DEFAULT_DB_
     share_fields, event_fields, sql = prepared
     params = _prepare(share, share_fields, connection)
     params += _event_params(event, event_fields, connection, True)
-    with _cursor(connection) as cursor:
+    with fast_cursor(connection) as cursor:
         cursor.execute(sql, params)
         event_id, share_id = cursor.fetchone()
     share.pk = share_id
@@ -442,7 +450,7 @@ def count_download_with_event(share_id: int, now: dt.datetime, event: Model, usi
     event_fields, sql = prepared
     params = [share_id, connection.ops.adapt_datetimefield_value(now)]
     params += _event_params(event, event_fields, connection, False)
-    with _cursor(connection) as cursor:
+    with fast_cursor(connection) as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
     if row is None:
@@ -569,7 +577,7 @@ def insert_share_if_granted(share: Share, event: Model, *, user_id: int, cap: in
                                     config_values=config_values)
     if event_fields is not None:
         params += _event_params(event, event_fields, connection, True)
-        with _cursor(connection) as cursor:
+        with fast_cursor(connection) as cursor:
             cursor.execute(sql, params)
             row = cursor.fetchone()
         if row is None:
@@ -578,7 +586,7 @@ def insert_share_if_granted(share: Share, event: Model, *, user_id: int, cap: in
         _finish_event(event, event_id, share_id, using, True)
     else:
         with write_transaction(using):
-            with _cursor(connection) as cursor:
+            with fast_cursor(connection) as cursor:
                 cursor.execute(sql, params)
                 row = cursor.fetchone()
             if row is None:

@@ -29,6 +29,7 @@ from django.core.cache.backends.redis import RedisCache
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.utils.module_loading import import_string
 
+from . import fastsql
 from .models import LinkRateCounter
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ class _DatabaseCounter:
         # No fail-open here: the counter lives in the database the visit needs
         # anyway, and on PostgreSQL a failed statement aborts the transaction it is in.
         connection = connections[DEFAULT_DB_ALIAS]
-        with connection.cursor() as cursor:
+        with fastsql.fast_cursor(connection) as cursor:  # prepared once per connection on PostgreSQL
             cursor.execute(self._statement(connection), [minute, client])
             return cursor.fetchone()[0]
 
