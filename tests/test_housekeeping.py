@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -24,6 +23,7 @@ from django.utils import timezone
 from shares import audit, housekeeping, tasks
 from shares.audit_db import Busy, job_lock
 from shares.models import AuditEvent, Share
+from tests.separate_database import SeparateDatabase
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=dt_timezone.utc)
@@ -205,44 +205,6 @@ AuditEvent.objects.bulk_create([AuditEvent(action="share.created", actor_name="a
 """
 
 
-class _SeparateDatabase:
-    """A database of the test's own that a worker subprocess can share: a SQLite
-    file, or a fresh PostgreSQL database when the suite runs on PostgreSQL."""
-
-    def __init__(self, tmp_path: Path):
-        self.vendor = connection.vendor
-        if self.vendor == "postgresql":
-            import psycopg
-
-            settings_dict = connection.settings_dict
-            self.name = f"audit_kill_{uuid.uuid4().hex[:10]}"
-            self.admin = dict(host=settings_dict["HOST"] or "127.0.0.1", port=settings_dict["PORT"] or 5432,
-                              user=settings_dict["USER"], password=settings_dict["PASSWORD"] or None)
-            with psycopg.connect(dbname="postgres", autocommit=True, **self.admin) as conn:
-                conn.execute(f'CREATE DATABASE "{self.name}"')
-            auth = settings_dict["USER"] + (f":{settings_dict['PASSWORD']}" if settings_dict["PASSWORD"] else "")
-            self.url = f"postgres://{auth}@{self.admin['host']}:{self.admin['port']}/{self.name}"
-        else:
-            self.path = tmp_path / "kill.sqlite3"
-            self.url = f"sqlite:///{self.path}"
-
-    def scalar(self, sql: str) -> int:
-        if self.vendor == "postgresql":
-            import psycopg
-
-            with psycopg.connect(dbname=self.name, autocommit=True, **self.admin) as conn:
-                return conn.execute(sql).fetchone()[0]
-        with sqlite3.connect(self.path, timeout=30) as conn:
-            return conn.execute(sql).fetchone()[0]
-
-    def drop(self) -> None:
-        if self.vendor == "postgresql":
-            import psycopg
-
-            with psycopg.connect(dbname="postgres", autocommit=True, **self.admin) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
-
-
 def _manage(env: dict, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=300)
@@ -251,7 +213,7 @@ def _manage(env: dict, *args: str) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 @pytest.mark.django_db
 def test_a_worker_killed_mid_purge_leaves_a_state_the_next_run_finishes(tmp_path, celery_worker_process):
-    database = _SeparateDatabase(tmp_path)
+    database = SeparateDatabase(tmp_path, "audit_kill")
     try:
         env = dict(os.environ, DATABASE_URL=database.url, AUDIT_RETENTION_DAYS="365")
         env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)

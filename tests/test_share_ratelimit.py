@@ -28,6 +28,7 @@ from django.test.utils import CaptureQueriesContext
 from shares import audit, housekeeping, ratelimit, services, tasks
 from shares.models import AuditEvent, LinkRateCounter, Share
 from tests.conftest import CI
+from tests.separate_database import SeparateDatabase
 
 ROOT = Path(__file__).resolve().parent.parent
 # 12:00:59 UTC: one second before a window ends, so the rollover is one travel away.
@@ -317,37 +318,9 @@ print(json.dumps({{
 """
 
 
-class _RaceDatabase:
-    """A database that a subprocess's threads share with real connections: a SQLite
-    file, or a fresh PostgreSQL database when this pass runs on PostgreSQL."""
-
-    def __init__(self, folder: Path):
-        self.vendor = connection.vendor
-        if self.vendor == "postgresql":
-            import psycopg
-
-            s = connection.settings_dict
-            self.name = f"ratelimit_race_{uuid.uuid4().hex[:10]}"
-            self.admin = dict(host=s["HOST"] or "127.0.0.1", port=s["PORT"] or 5432, user=s["USER"],
-                              password=s["PASSWORD"] or None)
-            with psycopg.connect(dbname="postgres", autocommit=True, **self.admin) as conn:
-                conn.execute(f'CREATE DATABASE "{self.name}"')
-            auth = s["USER"] + (f":{s['PASSWORD']}" if s["PASSWORD"] else "")
-            self.url = f"postgres://{auth}@{self.admin['host']}:{self.admin['port']}/{self.name}"
-        else:
-            self.url = f"sqlite:///{folder / 'race.sqlite3'}"
-
-    def drop(self) -> None:
-        if self.vendor == "postgresql":
-            import psycopg
-
-            with psycopg.connect(dbname="postgres", autocommit=True, **self.admin) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
-
-
 @pytest.fixture(scope="module")
 def race_database(tmp_path_factory, local_s3):
-    database = _RaceDatabase(tmp_path_factory.mktemp("ratelimit-race"))
+    database = SeparateDatabase(tmp_path_factory.mktemp("ratelimit-race"), "ratelimit_race")
     # nanio's credentials and endpoint: the visits sign real redirects.
     env = dict(os.environ, **local_s3.aws_env(), DATABASE_URL=database.url)
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
