@@ -5,6 +5,7 @@ Never pass a signed URL, a token, a signature or a secret in `details`."""
 from __future__ import annotations
 
 import contextvars
+import functools
 import ipaddress
 import re
 from typing import Any
@@ -57,6 +58,7 @@ def sanitise_details(details: dict[str, Any] | None) -> dict[str, Any]:
     return clean(dict(details or {}))
 
 
+@functools.lru_cache(maxsize=4096)  # the same few clients and proxies, over and over
 def _ip(value: str) -> str | None:
     """The IP address in `value`, normalised, or None. Proxies write the client as
     "203.0.113.7", "203.0.113.7:51234", "[2001:db8::1]:443" or an IPv6 address

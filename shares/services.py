@@ -120,11 +120,12 @@ def _link_path(token: str) -> str:
     return script_prefix + _LINK_ROUTE + token
 
 
-def portal_url(share: Share, request: HttpRequest | None = None) -> str:
-    """The absolute /s/<token> URL of a portal link."""
+def portal_url(share: Share, request: HttpRequest | None = None, *, token: str | None = None) -> str:
+    """The absolute /s/<token> URL of a portal link (`token`: token_for(share),
+    if the caller has it already)."""
     if share.kind != Share.Kind.PORTAL or not share.token_nonce:
         raise ValueError("Only portal links have a portal URL")
-    path = _link_path(token_for(share))
+    path = _link_path(token or token_for(share))
     if settings.PORTAL_BASE_URL:
         return settings.PORTAL_BASE_URL + path
     if request is not None:
@@ -394,8 +395,10 @@ def _write_share(*, user, bucket: Bucket | None, bucket_name: str, key: str, kin
         note=note,
         token_nonce=token_nonce,
     )
+    token = None
     if kind == Share.Kind.PORTAL:
-        share.token_digest = token_digest(token_for(share))
+        token = token_for(share)
+        share.token_digest = token_digest(token)
     # Never the URL or the token: a link is a bearer credential.
     details = {
         "kind": kind,
@@ -426,7 +429,7 @@ def _write_share(*, user, bucket: Bucket | None, bucket_name: str, key: str, kin
             fastsql.insert(event)
 
     if kind == Share.Kind.PORTAL:
-        url = portal_url(share, request)
+        url = portal_url(share, request, token=token)
     log.debug("share %s created by %s: %s link to %s/%s", share.pk, creator_name, kind, bucket_name, key)
     return ShareResult(share=share, url=url, warning=warning)
 
