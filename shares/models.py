@@ -102,9 +102,12 @@ class Share(models.Model):
     bucket_name = models.CharField(max_length=63)  # kept even for unregistered buckets (CLI) and deleted ones
     key = models.TextField()
     kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.PORTAL)
-    status = models.CharField(max_length=8, choices=Status.choices, default=Status.ACTIVE, db_index=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="shares"
+    # Not indexed: every query by status also names the creator (the index below)
+    # or the expiry (tidy_shares), and each index costs every share's INSERT.
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.ACTIVE)
+    created_by = models.ForeignKey(  # indexed by (created_by, -created_at) below
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="shares",
+        db_index=False,
     )
     created_by_name = models.CharField(max_length=150)  # snapshot: "cli" for the CLI without --as
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
@@ -121,11 +124,14 @@ class Share(models.Model):
     # Portal links: the token is HMAC(LINK_TOKEN_KEY, token_nonce); only its
     # SHA-256 is indexed. A copy of the database alone yields no working link.
     token_nonce = models.CharField(max_length=64, blank=True)
-    token_digest = models.CharField(max_length=64, unique=True, null=True, blank=True)
+    # Unique through a constraint, not unique=True: on PostgreSQL that would add a
+    # second (LIKE) index that no query uses.
+    token_digest = models.CharField(max_length=64, null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["created_by", "-created_at"])]
+        constraints = [models.UniqueConstraint(fields=["token_digest"], name="shares_share_token_digest_unique")]
 
     def __str__(self) -> str:
         return f"{self.bucket_name}/{self.key} ({self.kind})"
