@@ -158,11 +158,22 @@ def _preparer(field, connection):
 
         return prepare
     if internal == "DateTimeField" and connection.vendor == "postgresql":
-        # psycopg takes an aware datetime as it is; SQLite's adapter turns it into text.
+        # psycopg takes an aware datetime as it is.
         def prepare(obj):
             value = getattr(obj, attname)
             if value is None or (type(value) is dt.datetime and value.utcoffset() is not None):
                 return value
+            return full(obj)
+
+        return prepare
+    if internal == "DateTimeField" and connection.vendor == "sqlite" and connection.timezone is dt.timezone.utc:
+        # SQLite's adapter stores an aware datetime as naive text in the
+        # connection's zone (UTC here): for a UTC value (timezone.now()), that is
+        # the value without its zone.
+        def prepare(obj):
+            value = getattr(obj, attname)
+            if type(value) is dt.datetime and value.tzinfo is dt.timezone.utc:
+                return str(value.replace(tzinfo=None))
             return full(obj)
 
         return prepare

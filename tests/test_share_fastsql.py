@@ -301,7 +301,10 @@ def test_parameters_are_exactly_what_djangos_field_adapters_give(alice, grants, 
     event = audit.event(audit.SHARE_CREATED, actor=alice, request=request, bucket="b", key="k",
                         share=result.share, details={"n": 1})
     share = Share.objects.get(pk=result.share.pk)
-    share.revoked_at, share.revoked_by_id = timezone.now(), alice.pk
+    # A time in another zone, and one without microseconds, take other paths.
+    share.revoked_at = timezone.now().astimezone(dt.timezone(dt.timedelta(hours=2)))
+    share.requested_expires_at = share.requested_expires_at.replace(microsecond=0)
+    share.revoked_by_id = alice.pk
 
     def comparable(value):
         return type(value).__name__, getattr(value, "obj", value)  # Jsonb wraps its value
