@@ -36,18 +36,22 @@ _cache: dict[tuple, Any] = {}
 # processes (gunicorn workers, Celery) on an flock() of a file beside the
 # database; the kernel wakes the next waiter as soon as the lock is released.
 _sqlite_writer = threading.Lock()
-_sqlite_lock_files: dict[str, int] = {}
+_sqlite_lock_files: dict[tuple[str, int], int] = {}
 
 
 def _sqlite_lock_fd(connection) -> int | None:
+    # Per process: flock() belongs to the open file, which a forked child (a
+    # gunicorn worker of a --preload master, a Celery pool process) would share
+    # with its parent, and then the two would not exclude each other.
     name = str(connection.settings_dict["NAME"])
-    fd = _sqlite_lock_files.get(name)
+    key = (name, os.getpid())
+    fd = _sqlite_lock_files.get(key)
     if fd is None and name and name != ":memory:" and not name.startswith("file:"):
         try:
             fd = os.open(name + ".writer-lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError:
             return None  # e.g. a read-only folder: SQLite's own lock still serialises
-        _sqlite_lock_files[name] = fd
+        _sqlite_lock_files[key] = fd
     return fd
 
 

@@ -3,6 +3,7 @@ visits read and write exactly what the ORM would, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 
 import pytest
 from django.contrib.auth.models import Group
@@ -285,6 +286,25 @@ def test_sqlite_writers_queue_on_a_lock_file_beside_the_database(tmp_path):
         fcntl.flock(fd, fcntl.LOCK_UN)
     assert subprocess.run(probe, capture_output=True).returncode == 0
     assert fastsql._sqlite_lock_fd(FileDatabase) == fd  # one descriptor per process
+    # A forked child (a gunicorn worker of a --preload master) must open its own
+    # file: with the parent's, it would share the parent's lock instead of waiting.
+    read, write = os.pipe()
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        child = os.fork()
+        if child == 0:  # pragma: no cover - the child reports through the pipe and exits at once
+            try:
+                fcntl.flock(fastsql._sqlite_lock_fd(FileDatabase), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                os.write(write, b"got the lock")
+            except BlockingIOError:
+                os.write(write, b"waits")
+            os._exit(0)
+        os.waitpid(child, 0)
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    assert os.read(read, 100) == b"waits"
+    os.close(read)
+    os.close(write)
 
     class MemoryDatabase:
         settings_dict = {"NAME": "file:memorydb_default?mode=memory&cache=shared"}
