@@ -202,6 +202,20 @@ def _prepare(obj: Model, fields: list, connection) -> list:
     return [prepare(obj) for prepare in preparers]
 
 
+def _fetch_one(connection, sql: str, params: list):
+    """Run one statement; its first result row, or None."""
+    with fast_cursor(connection) as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
+
+
+def _saved(obj: Model, pk: int, using: str) -> None:
+    """Mark a row this module INSERTed as the ORM's save() would."""
+    obj.pk = pk
+    obj._state.adding = False
+    obj._state.db = using
+
+
 def insert(obj: Model, using: str = DEFAULT_DB_ALIAS) -> None:
     """INSERT one new row (all concrete fields but the auto primary key) and set obj.pk."""
     connection = connections[using]
@@ -218,12 +232,7 @@ def insert(obj: Model, using: str = DEFAULT_DB_ALIAS) -> None:
         )
         prepared = _cache[key] = (fields, sql)
     fields, sql = prepared
-    params = _prepare(obj, fields, connection)
-    with fast_cursor(connection) as cursor:
-        cursor.execute(sql, params)
-        obj.pk = cursor.fetchone()[0]
-    obj._state.adding = False
-    obj._state.db = using
+    _saved(obj, _fetch_one(connection, sql, _prepare(obj, fields, connection))[0], using)
 
 
 def _columns(connection, model: type[Model], alias: str) -> tuple[str, list]:
@@ -308,9 +317,7 @@ def portal_share(digest: str, using: str = DEFAULT_DB_ALIAS) -> Share | None:
         )
         prepared = _cache[key] = (sql, share_converters, bucket_converters)
     sql, share_converters, bucket_converters = prepared
-    with fast_cursor(connection) as cursor:
-        cursor.execute(sql, [digest, Share.Kind.PORTAL.value])
-        row = cursor.fetchone()  # token_digest is unique: one row or none
+    row = _fetch_one(connection, sql, [digest, Share.Kind.PORTAL.value])  # token_digest is unique
     if row is None:
         return None
     width = len(share_converters)
@@ -408,13 +415,16 @@ def _event_params(event: Model, fields: list, connection, with_share_id: bool) -
     return params
 
 
-def _finish_event(event: Model, event_id: int, share_id: int, using: str, with_share_id: bool) -> None:
-    event.pk = event_id
+def _for_share(event: Model, share_id: int, with_share_id: bool) -> None:
+    """The event belongs to the share; with_share_id: its details name it too."""
     event.share_id = share_id
     if with_share_id:
         event.details = {"share_id": share_id, **event.details}
-    event._state.adding = False
-    event._state.db = using
+
+
+def _finish_event(event: Model, event_id: int, share_id: int, using: str, with_share_id: bool) -> None:
+    _for_share(event, share_id, with_share_id)
+    _saved(event, event_id, using)
 
 
 def insert_share_with_event(share: Share, event: Model, using: str = DEFAULT_DB_ALIAS) -> None:
@@ -442,12 +452,8 @@ def insert_share_with_event(share: Share, event: Model, using: str = DEFAULT_DB_
     share_fields, event_fields, sql = prepared
     params = _prepare(share, share_fields, connection)
     params += _event_params(event, event_fields, connection, True)
-    with fast_cursor(connection) as cursor:
-        cursor.execute(sql, params)
-        event_id, share_id = cursor.fetchone()
-    share.pk = share_id
-    share._state.adding = False
-    share._state.db = using
+    event_id, share_id = _fetch_one(connection, sql, params)
+    _saved(share, share_id, using)
     _finish_event(event, event_id, share_id, using, True)
 
 
@@ -465,9 +471,7 @@ def count_download_with_event(share_id: int, now: dt.datetime, event: Model, usi
     event_fields, sql = prepared
     params = [share_id, connection.ops.adapt_datetimefield_value(now)]
     params += _event_params(event, event_fields, connection, False)
-    with fast_cursor(connection) as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
+    row = _fetch_one(connection, sql, params)
     if row is None:
         return False
     _finish_event(event, row[0], share_id, using, False)
@@ -592,26 +596,19 @@ def insert_share_if_granted(share: Share, event: Model, *, user_id: int, cap: in
                                     config_values=config_values)
     if event_fields is not None:
         params += _event_params(event, event_fields, connection, True)
-        with fast_cursor(connection) as cursor:
-            cursor.execute(sql, params)
-            row = cursor.fetchone()
+        row = _fetch_one(connection, sql, params)
         if row is None:
             return False
         event_id, share_id, bucket_id = row
         _finish_event(event, event_id, share_id, using, True)
     else:
         with write_transaction(using):
-            with fast_cursor(connection) as cursor:
-                cursor.execute(sql, params)
-                row = cursor.fetchone()
+            row = _fetch_one(connection, sql, params)
             if row is None:
                 return False
             share_id, bucket_id = row
-            event.share_id = share_id
-            event.details = {"share_id": share_id, **event.details}
+            _for_share(event, share_id, True)
             insert(event, using)
-    share.pk = share_id
+    _saved(share, share_id, using)
     share.bucket_id = bucket_id
-    share._state.adding = False
-    share._state.db = using
     return True

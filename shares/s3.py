@@ -486,8 +486,7 @@ def _standard_chain_credentials(profile: str):
 def credential_expiry(config: BucketConfig) -> tuple[bool, dt.datetime | None]:
     """(temporary?, when the signing credentials end, if known). A presigned URL
     dies with the credentials that signed it (aws-cli #5076)."""
-    client = client_for(config, public=True)
-    credentials = getattr(client._request_signer, "_credentials", None)  # noqa: SLF001 – botocore keeps it here
+    credentials = _client_credentials(client_for(config, public=True))
     if credentials is None:
         return False, None
     expiry = getattr(credentials, "_expiry_time", None)

@@ -422,7 +422,7 @@ def _write_share(*, user, bucket: Bucket | None, bucket_name: str, key: str, kin
         # no BEGIN/COMMIT round trips.
         fastsql.insert_share_with_event(share, event)
     else:
-        with transaction.atomic():
+        with fastsql.write_transaction():  # on SQLite, queued for the write lock like every hot write
             fastsql.insert(share)  # share.save() without compiling the INSERT each time
             event.share = share
             event.details = {"share_id": share.pk, **event.details}
