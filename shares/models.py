@@ -115,8 +115,9 @@ class Share(models.Model):
     requested_expires_at = models.DateTimeField()
     expires_at = models.DateTimeField(db_index=True)  # real expiry: the earlier of requested and credential end
     revoked_at = models.DateTimeField(null=True, blank=True)
-    revoked_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    revoked_by = models.ForeignKey(  # indexed where set (Meta): NULL in almost every row
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        db_index=False,
     )
     download_count = models.PositiveIntegerField(default=0)
     max_downloads = models.PositiveIntegerField(null=True, blank=True)
@@ -130,7 +131,13 @@ class Share(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["created_by", "-created_at"])]
+        indexes = [
+            models.Index(fields=["created_by", "-created_at"]),
+            # Only deleting a user looks shares up by revoker (SET NULL); a partial
+            # index serves that lookup without an entry for every unrevoked share.
+            models.Index(fields=["revoked_by"], condition=models.Q(revoked_by__isnull=False),
+                         name="shares_share_revoked_by_idx"),
+        ]
         constraints = [models.UniqueConstraint(fields=["token_digest"], name="shares_share_token_digest_unique")]
 
     def __str__(self) -> str:
@@ -172,20 +179,22 @@ class AuditEvent(models.Model):
     or a share must not touch (SET NULL) an event row."""
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
-    actor = models.ForeignKey(
+    actor = models.ForeignKey(  # indexed by (actor, -id) below
         settings.AUTH_USER_MODEL,
         null=True,
         blank=True,
         on_delete=models.DO_NOTHING,
         db_constraint=False,
+        db_index=False,
         related_name="+",
     )
     actor_name = models.CharField(max_length=150, blank=True)
     action = models.CharField(max_length=40)
     bucket = models.CharField(max_length=63, blank=True)
     key = models.TextField(blank=True)
-    share = models.ForeignKey(
-        Share, null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="events"
+    share = models.ForeignKey(  # indexed by (share, -id) below
+        Share, null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False,
+        related_name="events",
     )
     ip = models.GenericIPAddressField(null=True, blank=True)
     user_agent = models.CharField(max_length=256, blank=True)
