@@ -374,10 +374,10 @@ def one_statement(using: str = DEFAULT_DB_ALIAS) -> bool:
     return connections[using].vendor == "postgresql"
 
 
-def _event_insert(connection, source: str, returning: str = "id") -> tuple[list, str]:
+def _event_insert(connection, source: str, returning: str, with_share_id: bool) -> tuple[list, str]:
     """`INSERT INTO shares_auditevent (…) SELECT …, <source>.id, … FROM <source>
-    RETURNING id`: every field a parameter except share_id (the CTE's row id);
-    details get {"share_id": id} merged in when the caller asks (see below)."""
+    RETURNING <returning>`: every field a parameter except share_id (the CTE's
+    row id); with_share_id: the details get {"share_id": id} merged in."""
     from .models import AuditEvent
 
     meta = AuditEvent._meta
@@ -386,9 +386,9 @@ def _event_insert(connection, source: str, returning: str = "id") -> tuple[list,
     for f in fields:
         if f.name == "share":
             values.append(f"{source}.id")
-        elif f.name == "details":
+        elif f.name == "details" and with_share_id:
             # jsonb: key order is the database's anyway; || adds the share's id.
-            values.append(f"CASE WHEN %s THEN jsonb_build_object('share_id', {source}.id) || %s::jsonb ELSE %s::jsonb END")
+            values.append(f"jsonb_build_object('share_id', {source}.id) || %s::jsonb")
         else:
             values.append("%s")
     sql = "INSERT INTO {} ({}) SELECT {} FROM {} RETURNING {}".format(
@@ -398,21 +398,7 @@ def _event_insert(connection, source: str, returning: str = "id") -> tuple[list,
         source,
         returning,
     )
-    return fields, sql
-
-
-def _event_params(event: Model, fields: list, connection, with_share_id: bool) -> list:
-    key = ("event_param_fields", id(fields))
-    own = _cache.get(key)
-    if own is None:
-        own = _cache[key] = [f for f in fields if f.name != "share"]
-    params: list = []
-    for f, value in zip(own, _prepare(event, own, connection)):
-        if f.name == "details":
-            params.extend([with_share_id, value, value])
-        else:
-            params.append(value)
-    return params
+    return [f for f in fields if f.name != "share"], sql
 
 
 def _for_share(event: Model, share_id: int, with_share_id: bool) -> None:
@@ -440,7 +426,8 @@ def insert_share_with_event(share: Share, event: Model, using: str = DEFAULT_DB_
         event_meta = type(event)._meta
         event_fields, event_sql = _event_insert(
             connection, "s",
-            f"{_qn(connection, event_meta.pk.column)}, {_qn(connection, event_meta.get_field('share').column)}")
+            f"{_qn(connection, event_meta.pk.column)}, {_qn(connection, event_meta.get_field('share').column)}",
+            with_share_id=True)
         sql = "WITH s AS (INSERT INTO {} ({}) VALUES ({}) RETURNING {} AS id) {}".format(
             _qn(connection, meta.db_table),
             ", ".join(_qn(connection, f.column) for f in share_fields),
@@ -451,7 +438,7 @@ def insert_share_with_event(share: Share, event: Model, using: str = DEFAULT_DB_
         prepared = _cache[key] = (share_fields, event_fields, sql)
     share_fields, event_fields, sql = prepared
     params = _prepare(share, share_fields, connection)
-    params += _event_params(event, event_fields, connection, True)
+    params += _prepare(event, event_fields, connection)
     event_id, share_id = _fetch_one(connection, sql, params)
     _saved(share, share_id, using)
     _finish_event(event, event_id, share_id, using, True)
@@ -464,13 +451,14 @@ def count_download_with_event(share_id: int, now: dt.datetime, event: Model, usi
     key = ("count_download_with_event", connection.vendor)
     prepared = _cache.get(key)
     if prepared is None:
-        event_fields, event_sql = _event_insert(connection, "u", _qn(connection, type(event)._meta.pk.column))
+        event_fields, event_sql = _event_insert(connection, "u", _qn(connection, type(event)._meta.pk.column),
+                                                with_share_id=False)
         sql = "WITH u AS ({} RETURNING {} AS id) {}".format(
             _count_download_sql(connection), _qn(connection, Share._meta.pk.column), event_sql)
         prepared = _cache[key] = (event_fields, sql)
     event_fields, sql = prepared
     params = [share_id, connection.ops.adapt_datetimefield_value(now)]
-    params += _event_params(event, event_fields, connection, False)
+    params += _prepare(event, event_fields, connection)
     row = _fetch_one(connection, sql, params)
     if row is None:
         return False
@@ -582,7 +570,7 @@ def insert_share_if_granted(share: Share, event: Model, *, user_id: int, cap: in
             event_fields, event_sql = _event_insert(
                 connection, "s",
                 f"{_qn(connection, event_meta.pk.column)}, {_qn(connection, event_meta.get_field('share').column)}, "
-                f"(SELECT bucket_id FROM s)")
+                f"(SELECT bucket_id FROM s)", with_share_id=True)
             sql = "WITH s AS ({} RETURNING {} AS id, {} AS bucket_id) {}".format(
                 insert_sql, _qn(connection, Share._meta.pk.column),
                 _qn(connection, Share._meta.get_field("bucket").column), event_sql)
@@ -595,7 +583,7 @@ def insert_share_if_granted(share: Share, event: Model, *, user_id: int, cap: in
     params = _granted_insert_params(share, share_fields, connection, user_id=user_id, cap=cap,
                                     config_values=config_values)
     if event_fields is not None:
-        params += _event_params(event, event_fields, connection, True)
+        params += _prepare(event, event_fields, connection)
         row = _fetch_one(connection, sql, params)
         if row is None:
             return False
