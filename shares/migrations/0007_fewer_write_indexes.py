@@ -8,8 +8,9 @@
   partial index of the revoked rows.
 
 The field changes are state only, and the indexes are dropped by name: on
-SQLite an AlterField remakes the whole table, which would copy the audit log
-and drop its append-only triggers (migration 0002)."""
+SQLite an AlterField remakes the whole table, which would copy every audit
+event and leave the table without its append-only triggers until post_migrate
+puts them back (audit_db.ensure_append_only_sqlite)."""
 import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
