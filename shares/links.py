@@ -54,13 +54,12 @@ def _unknown(request: HttpRequest) -> HttpResponse:
 
 
 def _outcome_of(share: Share, now) -> str | None:
-    if share.revoked_at:
-        return "revoked"
-    if share.expires_at <= now:
-        return "expired"
-    if share.max_downloads is not None and share.download_count >= share.max_downloads:
-        return "used_up"
-    return None
+    """Why the link no longer works ("revoked", "used_up", "expired"), or None
+    while it is live: Share.current_status, so that the visitor's page, the
+    audit event and My shares name the same reason for a link that is both
+    used up and expired."""
+    status = share.current_status(now)
+    return None if status == Share.Status.ACTIVE else Share.Status(status).value
 
 
 @login_not_required

@@ -381,3 +381,17 @@ def test_the_fast_grant_check_agrees_with_grants_access_for(alice, bob, charlie,
             expected = grants_module.access_for(user, s3_bucket, key)
             assert access == expected, (user, key)
             assert (bucket is None) == (not grants_module.grant_prefixes(user, s3_bucket))
+
+
+def test_a_link_both_used_up_and_expired_gives_the_visitor_the_reason_my_shares_gives(alice, grants, s3_bucket,
+                                                                                      client):
+    result = services.share_create(user=alice, bucket_name=s3_bucket.name, key="x.txt", expires_in=60,
+                                   max_downloads=1)
+    assert _visit(client, result.url).status_code == 302
+    with time_machine.travel(dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=2)):
+        response = _visit(client, result.url)
+        status = Share.objects.get().current_status()
+    assert response.status_code == 410 and status == Share.Status.USED_UP
+    assert b"This link has been used up" in response.content
+    last = AuditEvent.objects.filter(action=audit.LINK_VISITED).order_by("-id").first()
+    assert last.details == {"outcome": "used_up"}
