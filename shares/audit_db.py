@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
 import threading
 import zlib
 from collections.abc import Iterator
@@ -79,9 +80,10 @@ class Busy(Exception):
 def job_lock(name: str) -> Iterator[None]:
     """One run of a housekeeping job at a time, released even if the process dies.
 
-    PostgreSQL: a session advisory lock (dropped with the connection). SQLite
-    (one host by nature): flock on a file in the data folder (dropped by the
-    kernel when the process dies). Raises Busy when already held."""
+    PostgreSQL: a session advisory lock (dropped with the connection; advisory
+    locks belong to one database). SQLite (one host by nature): flock on a file
+    beside the database (dropped by the kernel when the process dies). Raises
+    Busy when already held."""
     if connection.vendor == "postgresql":
         key = (4242 << 32) | zlib.crc32(f"portal:{name}".encode())  # one bigint key per job
         with connection.cursor() as cursor:
@@ -96,9 +98,8 @@ def job_lock(name: str) -> Iterator[None]:
                 with connection.cursor() as cursor:
                     cursor.execute("SELECT pg_advisory_unlock(%s::bigint)", [key])
         return
-    folder = Path(settings.VAR_DIR) / "locks"
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / f"{name}.lock", "a+b") as handle:
+    path, private = _sqlite_lock_path(name)
+    with open(path, "a+b") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -106,7 +107,26 @@ def job_lock(name: str) -> Iterator[None]:
         try:
             yield
         finally:
+            if private:  # no other process can want it
+                path.unlink(missing_ok=True)
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _sqlite_lock_path(name: str) -> tuple[Path, bool]:
+    """(the lock file, whether it belongs to this process alone). One lock per
+    database, as on PostgreSQL, not per data folder: two portals (or test
+    runs) with their own databases never block each other. An in-memory
+    database lives and dies with one process, and so does its lock file."""
+    database = str(connection.settings_dict["NAME"])
+    if connection.is_in_memory_db():
+        folder = Path(settings.VAR_DIR) / "locks"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / f"{name}-{os.getpid()}.lock", True
+    if database.startswith("file:"):  # a URI filename: keep the data folder's lock
+        folder = Path(settings.VAR_DIR) / "locks"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / f"{name}.lock", False
+    return Path(f"{database}.{name}.lock"), False
 
 
 # The same triggers as migration 0002, idempotent.

@@ -254,3 +254,22 @@ def test_a_worker_killed_mid_purge_leaves_a_state_the_next_run_finishes(tmp_path
     finally:
         connections.close_all()
         database.drop()
+
+
+@pytest.mark.slow
+@pytest.mark.django_db
+def test_a_purge_of_another_database_is_not_blocked_by_this_ones(tmp_path):
+    """The job lock belongs to one database, as PostgreSQL's advisory locks do:
+    two portals (or two test workers) sharing a data folder purge independently."""
+    database = SeparateDatabase(tmp_path, "other_purge")
+    try:
+        env = dict(os.environ, DATABASE_URL=database.url)
+        env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        assert _manage(env, "migrate", "-v0").returncode == 0
+        with job_lock("purge_audit"):  # this database's purge is running (test_a_second_concurrent_run_backs_off)
+            other = _manage(env, "purge_audit")
+        assert other.returncode == 0, other.stderr
+        assert "Deleted 0 events" in other.stdout
+    finally:
+        connections.close_all()
+        database.drop()
