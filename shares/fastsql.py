@@ -545,6 +545,30 @@ def _granted_insert_params(share: Share, fields: list, connection, *, user_id: i
     return params
 
 
+def _sqlite_event_insert(connection) -> tuple[list, str]:
+    """SQLite: the event INSERT of a share, with every field a parameter and the
+    details last, then `json_set(details, '$.share_id', <share id>)`. Returns
+    (the fields to prepare, details last; the SQL, whose last three parameters
+    are the share id, the details and the share id)."""
+    from .models import AuditEvent
+
+    key = ("sqlite_event_insert", connection.vendor)
+    prepared = _cache.get(key)
+    if prepared is None:
+        meta = AuditEvent._meta
+        own = [f for f in meta.local_concrete_fields if f is not meta.pk and f.name not in ("share", "details")]
+        fields = own + [meta.get_field("details")]
+        columns = [f.column for f in own] + [meta.get_field("share").column, meta.get_field("details").column]
+        sql = "INSERT INTO {} ({}) VALUES ({}, %s, json_set(%s, '$.share_id', %s)) RETURNING {}".format(
+            _qn(connection, meta.db_table),
+            ", ".join(_qn(connection, column) for column in columns),
+            ", ".join(["%s"] * len(own)),
+            _qn(connection, meta.pk.column),
+        )
+        prepared = _cache[key] = (fields, sql)
+    return prepared
+
+
 def insert_share_if_granted(share: Share, event: Model, *, user_id: int, cap: int,
                             config_values: tuple[str, ...] | None = None,
                             using: str = DEFAULT_DB_ALIAS) -> bool:
@@ -590,13 +614,17 @@ def insert_share_if_granted(share: Share, event: Model, *, user_id: int, cap: in
         event_id, share_id, bucket_id = row
         _finish_event(event, event_id, share_id, using, True)
     else:
+        # SQLite has one writer at a time: everything the event needs is prepared
+        # before taking the write lock, and the share id goes in by SQL.
+        event_fields, event_sql = _sqlite_event_insert(connection)
+        *event_params, details = _prepare(event, event_fields, connection)
         with write_transaction(using):
             row = _fetch_one(connection, sql, params)
             if row is None:
                 return False
             share_id, bucket_id = row
-            _for_share(event, share_id, True)
-            insert(event, using)
+            event_id = _fetch_one(connection, event_sql, [*event_params, share_id, details, share_id])[0]
+        _finish_event(event, event_id, share_id, using, True)
     _saved(share, share_id, using)
     share.bucket_id = bucket_id
     return True
