@@ -119,14 +119,16 @@ def _sqlite_lock_path(name: str) -> tuple[Path, bool]:
     database lives and dies with one process, and so does its lock file."""
     database = str(connection.settings_dict["NAME"])
     if connection.is_in_memory_db():
-        folder = Path(settings.VAR_DIR) / "locks"
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder / f"{name}-{os.getpid()}.lock", True
+        return _in_data_folder(f"{name}-{os.getpid()}.lock"), True
     if database.startswith("file:"):  # a URI filename: keep the data folder's lock
-        folder = Path(settings.VAR_DIR) / "locks"
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder / f"{name}.lock", False
+        return _in_data_folder(f"{name}.lock"), False
     return Path(f"{database}.{name}.lock"), False
+
+
+def _in_data_folder(filename: str) -> Path:
+    folder = Path(settings.VAR_DIR) / "locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / filename
 
 
 # The same triggers as migration 0002, idempotent.
