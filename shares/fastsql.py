@@ -216,22 +216,33 @@ def _saved(obj: Model, pk: int, using: str) -> None:
     obj._state.db = using
 
 
+def _plain_insert(connection, model: type[Model]) -> tuple[list, str]:
+    """(every concrete field but the auto primary key, `INSERT INTO <table> (…)
+    VALUES (%s, …)` for them), to which callers add their RETURNING."""
+    meta = model._meta
+    fields = [f for f in meta.local_concrete_fields if f is not meta.pk]
+    sql = "INSERT INTO {} ({}) VALUES ({})".format(
+        _qn(connection, meta.db_table),
+        ", ".join(_qn(connection, f.column) for f in fields),
+        ", ".join(["%s"] * len(fields)),
+    )
+    return fields, sql
+
+
+def _insert_statement(connection, model: type[Model]) -> tuple[list, str]:
+    """_plain_insert(…) RETURNING the primary key, built once per model and vendor."""
+    key = ("insert", model, connection.vendor)
+    prepared = _cache.get(key)
+    if prepared is None:
+        fields, sql = _plain_insert(connection, model)
+        prepared = _cache[key] = (fields, f"{sql} RETURNING {_qn(connection, model._meta.pk.column)}")
+    return prepared
+
+
 def insert(obj: Model, using: str = DEFAULT_DB_ALIAS) -> None:
     """INSERT one new row (all concrete fields but the auto primary key) and set obj.pk."""
     connection = connections[using]
-    meta = obj._meta
-    key = ("insert", type(obj), connection.vendor)
-    prepared = _cache.get(key)
-    if prepared is None:
-        fields = [f for f in meta.local_concrete_fields if f is not meta.pk]
-        sql = "INSERT INTO {} ({}) VALUES ({}) RETURNING {}".format(
-            _qn(connection, meta.db_table),
-            ", ".join(_qn(connection, f.column) for f in fields),
-            ", ".join(["%s"] * len(fields)),
-            _qn(connection, meta.pk.column),
-        )
-        prepared = _cache[key] = (fields, sql)
-    fields, sql = prepared
+    fields, sql = _insert_statement(connection, type(obj))
     _saved(obj, _fetch_one(connection, sql, _prepare(obj, fields, connection))[0], using)
 
 
@@ -367,7 +378,8 @@ def count_download(share_id: int, now: dt.datetime, using: str = DEFAULT_DB_ALIA
 # INTO shares_auditevent … SELECT … FROM s`) is a single statement, so it is
 # atomic on its own: both rows commit together or neither does, without the
 # BEGIN and COMMIT round trips of transaction.atomic(). SQLite has no
-# data-modifying CTEs; callers keep their two-statement transaction there.
+# data-modifying CTEs: a share and its event are two INSERTs in one transaction
+# there (_sqlite_share_and_event); a visit's, links.share_link's transaction.
 
 def one_statement(using: str = DEFAULT_DB_ALIAS) -> bool:
     """Can this database write a row and its audit event in one statement?"""
@@ -401,40 +413,78 @@ def _event_insert(connection, source: str, returning: str, with_share_id: bool) 
     return [f for f in fields if f.name != "share"], sql
 
 
-def _for_share(event: Model, share_id: int, with_share_id: bool) -> None:
-    """The event belongs to the share; with_share_id: its details name it too."""
+def _finish_event(event: Model, event_id: int, share_id: int, using: str, with_share_id: bool) -> None:
+    """The event, written, belongs to the share; with_share_id: its details name it too."""
     event.share_id = share_id
     if with_share_id:
         event.details = {"share_id": share_id, **event.details}
-
-
-def _finish_event(event: Model, event_id: int, share_id: int, using: str, with_share_id: bool) -> None:
-    _for_share(event, share_id, with_share_id)
     _saved(event, event_id, using)
 
 
+def _sqlite_event_insert(connection) -> tuple[list, str]:
+    """SQLite: the event INSERT of a share, with every field a parameter and the
+    details last, then `json_set(details, '$.share_id', <share id>)`. Returns
+    (the fields to prepare, details last; the SQL, whose last three parameters
+    are the share id, the details and the share id)."""
+    from .models import AuditEvent
+
+    key = ("sqlite_event_insert", connection.vendor)
+    prepared = _cache.get(key)
+    if prepared is None:
+        meta = AuditEvent._meta
+        own = [f for f in meta.local_concrete_fields if f is not meta.pk and f.name not in ("share", "details")]
+        fields = own + [meta.get_field("details")]
+        columns = [f.column for f in own] + [meta.get_field("share").column, meta.get_field("details").column]
+        sql = "INSERT INTO {} ({}) VALUES ({}, %s, json_set(%s, '$.share_id', %s)) RETURNING {}".format(
+            _qn(connection, meta.db_table),
+            ", ".join(_qn(connection, column) for column in columns),
+            ", ".join(["%s"] * len(own)),
+            _qn(connection, meta.pk.column),
+        )
+        prepared = _cache[key] = (fields, sql)
+    return prepared
+
+
+def _sqlite_share_and_event(connection, using: str, sql: str, params: list, event: Model) -> tuple | None:
+    """SQLite: `sql` (an INSERT of a share, RETURNING its id first) and, if it
+    wrote a row, the share's audit event (share_id set, {"share_id": id} merged
+    into its details), in one transaction queued for the write lock. SQLite has
+    one writer at a time, so everything the event needs is prepared before the
+    lock is taken. The share's returned row, or None when nothing was written."""
+    event_fields, event_sql = _sqlite_event_insert(connection)
+    *event_params, details = _prepare(event, event_fields, connection)
+    with write_transaction(using):
+        row = _fetch_one(connection, sql, params)
+        if row is None:
+            return None
+        share_id = row[0]
+        event_id = _fetch_one(connection, event_sql, [*event_params, share_id, details, share_id])[0]
+    _finish_event(event, event_id, share_id, using, True)
+    return row
+
+
 def insert_share_with_event(share: Share, event: Model, using: str = DEFAULT_DB_ALIAS) -> None:
-    """PostgreSQL only: INSERT the share and its audit event (share_id set, and
-    {"share_id": id} merged into its details) in one atomic statement; sets
-    share.pk and event.pk."""
+    """INSERT the share and its audit event (share_id set, and {"share_id": id}
+    merged into its details) atomically; sets share.pk and event.pk.
+    PostgreSQL: one statement. SQLite: one transaction queued for the write lock."""
     connection = connections[using]
+    if not one_statement(using):
+        share_fields, share_sql = _insert_statement(connection, Share)
+        (share_id,) = _sqlite_share_and_event(connection, using, share_sql,
+                                              _prepare(share, share_fields, connection), event)
+        _saved(share, share_id, using)
+        return
     key = ("insert_share_with_event", connection.vendor)
     prepared = _cache.get(key)
     if prepared is None:
-        meta = Share._meta
-        share_fields = [f for f in meta.local_concrete_fields if f is not meta.pk]
+        share_fields, share_sql = _plain_insert(connection, Share)
         event_meta = type(event)._meta
         event_fields, event_sql = _event_insert(
             connection, "s",
             f"{_qn(connection, event_meta.pk.column)}, {_qn(connection, event_meta.get_field('share').column)}",
             with_share_id=True)
-        sql = "WITH s AS (INSERT INTO {} ({}) VALUES ({}) RETURNING {} AS id) {}".format(
-            _qn(connection, meta.db_table),
-            ", ".join(_qn(connection, f.column) for f in share_fields),
-            ", ".join(["%s"] * len(share_fields)),
-            _qn(connection, meta.pk.column),
-            event_sql,
-        )
+        sql = "WITH s AS ({} RETURNING {} AS id) {}".format(
+            share_sql, _qn(connection, Share._meta.pk.column), event_sql)
         prepared = _cache[key] = (share_fields, event_fields, sql)
     share_fields, event_fields, sql = prepared
     params = _prepare(share, share_fields, connection)
@@ -545,30 +595,6 @@ def _granted_insert_params(share: Share, fields: list, connection, *, user_id: i
     return params
 
 
-def _sqlite_event_insert(connection) -> tuple[list, str]:
-    """SQLite: the event INSERT of a share, with every field a parameter and the
-    details last, then `json_set(details, '$.share_id', <share id>)`. Returns
-    (the fields to prepare, details last; the SQL, whose last three parameters
-    are the share id, the details and the share id)."""
-    from .models import AuditEvent
-
-    key = ("sqlite_event_insert", connection.vendor)
-    prepared = _cache.get(key)
-    if prepared is None:
-        meta = AuditEvent._meta
-        own = [f for f in meta.local_concrete_fields if f is not meta.pk and f.name not in ("share", "details")]
-        fields = own + [meta.get_field("details")]
-        columns = [f.column for f in own] + [meta.get_field("share").column, meta.get_field("details").column]
-        sql = "INSERT INTO {} ({}) VALUES ({}, %s, json_set(%s, '$.share_id', %s)) RETURNING {}".format(
-            _qn(connection, meta.db_table),
-            ", ".join(_qn(connection, column) for column in columns),
-            ", ".join(["%s"] * len(own)),
-            _qn(connection, meta.pk.column),
-        )
-        prepared = _cache[key] = (fields, sql)
-    return prepared
-
-
 def insert_share_if_granted(share: Share, event: Model, *, user_id: int, cap: int,
                             config_values: tuple[str, ...] | None = None,
                             using: str = DEFAULT_DB_ALIAS) -> bool:
@@ -614,17 +640,10 @@ def insert_share_if_granted(share: Share, event: Model, *, user_id: int, cap: in
         event_id, share_id, bucket_id = row
         _finish_event(event, event_id, share_id, using, True)
     else:
-        # SQLite has one writer at a time: everything the event needs is prepared
-        # before taking the write lock, and the share id goes in by SQL.
-        event_fields, event_sql = _sqlite_event_insert(connection)
-        *event_params, details = _prepare(event, event_fields, connection)
-        with write_transaction(using):
-            row = _fetch_one(connection, sql, params)
-            if row is None:
-                return False
-            share_id, bucket_id = row
-            event_id = _fetch_one(connection, event_sql, [*event_params, share_id, details, share_id])[0]
-        _finish_event(event, event_id, share_id, using, True)
+        row = _sqlite_share_and_event(connection, using, sql, params, event)
+        if row is None:
+            return False
+        share_id, bucket_id = row
     _saved(share, share_id, using)
     share.bucket_id = bucket_id
     return True

@@ -417,16 +417,10 @@ def _write_share(*, user, bucket: Bucket | None, bucket_name: str, key: str, kin
                                                cap=max(settings.PORTAL_LINK_MAX_EXPIRY, 1),
                                                config_values=if_granted or None):
             return None
-    elif fastsql.one_statement():
-        # PostgreSQL: share + event in one atomic statement (details get share_id),
-        # no BEGIN/COMMIT round trips.
-        fastsql.insert_share_with_event(share, event)
     else:
-        with fastsql.write_transaction():  # on SQLite, queued for the write lock like every hot write
-            fastsql.insert(share)  # share.save() without compiling the INSERT each time
-            event.share = share
-            event.details = {"share_id": share.pk, **event.details}
-            fastsql.insert(event)
+        # PostgreSQL: share + event in one atomic statement (details get share_id),
+        # no BEGIN/COMMIT round trips; SQLite: one transaction queued for the write lock.
+        fastsql.insert_share_with_event(share, event)
 
     if kind == Share.Kind.PORTAL:
         url = portal_url(share, request, token=token)
