@@ -117,12 +117,21 @@ def _sqlite_lock_path(name: str) -> tuple[Path, bool]:
     database, as on PostgreSQL, not per data folder: two portals (or test
     runs) with their own databases never block each other. An in-memory
     database lives and dies with one process, and so does its lock file."""
-    database = str(connection.settings_dict["NAME"])
+    beside = file_beside_database(connection, f"{name}.lock")
+    if beside is not None:
+        return beside, False
     if connection.is_in_memory_db():
         return _in_data_folder(f"{name}-{os.getpid()}.lock"), True
-    if database.startswith("file:"):  # a URI filename: keep the data folder's lock
-        return _in_data_folder(f"{name}.lock"), False
-    return Path(f"{database}.{name}.lock"), False
+    return _in_data_folder(f"{name}.lock"), False  # a URI filename: the data folder's lock
+
+
+def file_beside_database(connection, suffix: str) -> Path | None:
+    """`<SQLite database file>.<suffix>`, or None for an in-memory database or
+    a URI filename ("file:…"), which name no plain file to put it beside."""
+    database = str(connection.settings_dict["NAME"])
+    if not database or database == ":memory:" or database.startswith("file:"):  # "mode=memory" is a URI
+        return None
+    return Path(f"{database}.{suffix}")
 
 
 def _in_data_folder(filename: str) -> Path:

@@ -25,6 +25,7 @@ from typing import Any
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import Model
 
+from .audit_db import file_beside_database
 from .models import Bucket, Share
 
 _cache: dict[tuple, Any] = {}
@@ -43,12 +44,12 @@ def _sqlite_lock_fd(connection) -> int | None:
     # Per process: flock() belongs to the open file, which a forked child (a
     # gunicorn worker of a --preload master, a Celery pool process) would share
     # with its parent, and then the two would not exclude each other.
-    name = str(connection.settings_dict["NAME"])
-    key = (name, os.getpid())
+    key = (str(connection.settings_dict["NAME"]), os.getpid())
     fd = _sqlite_lock_files.get(key)
-    if fd is None and name and name != ":memory:" and not name.startswith("file:"):
+    path = file_beside_database(connection, "writer-lock") if fd is None else None
+    if path is not None:
         try:
-            fd = os.open(name + ".writer-lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError:
             return None  # e.g. a read-only folder: SQLite's own lock still serialises
         _sqlite_lock_files[key] = fd
