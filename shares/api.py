@@ -10,10 +10,12 @@ import functools
 import json
 from typing import Any, Callable
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_not_required
 from django.core.paginator import EmptyPage, Paginator
 from django.http import Http404, HttpRequest, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
+from django.utils.functional import SimpleLazyObject
 from django.views.decorators.csrf import csrf_exempt
 
 from . import services, tokens
@@ -44,12 +46,17 @@ def _csrf_failure(request: HttpRequest) -> JsonResponse | None:
     return None
 
 
-def api_view(*methods: str) -> Callable:
+def api_view(*methods: str, with_token: dict[str, Callable] | None = None) -> Callable:
     """JSON errors for the method, auth and CSRF, and 404s, on top of a view.
 
     Bearer requests are authenticated by the token alone (and are CSRF-exempt:
     a browser never attaches this header by itself); session requests keep
-    Django's CSRF protection."""
+    Django's CSRF protection.
+
+    with_token: method -> a view for Bearer requests that authenticates the
+    token itself, as part of its work (request, token digest) -> response, or
+    None when it did nothing and the request should be authenticated and served
+    the usual way."""
 
     def decorate(view: Callable) -> Callable:
         @functools.wraps(view)
@@ -57,6 +64,13 @@ def api_view(*methods: str) -> Callable:
             if request.method not in methods:
                 return error(f"Method {request.method} is not allowed here.", 405, Allow=", ".join(methods))
             header = request.META.get("HTTP_AUTHORIZATION")
+            shortcut = with_token.get(request.method) if with_token and header else None
+            digest = tokens.bearer_digest(header) if shortcut is not None else None
+            if digest is not None:
+                response = shortcut(request, digest, *args, **kwargs)
+                if response is not None:
+                    response["Cache-Control"] = "no-store"
+                    return response
             if header:
                 user = tokens.authenticate_bearer(header)
                 if user is None:
@@ -126,14 +140,8 @@ def me(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"username": request.user.get_username()})
 
 
-@api_view("GET", "POST")
-def shares(request: HttpRequest) -> JsonResponse:
-    if request.method == "POST":
-        return _create(request)
-    return _list(request)
-
-
-def _create(request: HttpRequest) -> JsonResponse:
+def _create_arguments(request: HttpRequest) -> dict[str, Any]:
+    """share_create's arguments from the JSON body, or ShareError naming the field."""
     data = _json_body(request)
     for field in ("bucket", "key"):
         if field not in data or data[field] in (None, ""):
@@ -146,16 +154,17 @@ def _create(request: HttpRequest) -> JsonResponse:
     kind = data.get("kind", Share.Kind.PORTAL)
     if not isinstance(kind, str):
         raise services.ShareError('kind must be "portal" or "direct".', field="kind")
-    result = services.share_create(
-        user=request.user,
-        bucket_name=data["bucket"],
-        key=data["key"],
-        expires_in=services.parse_expires_in(data["expires_in"]),
-        kind=kind,
-        max_downloads=services.parse_max_downloads(data.get("max_downloads")),
-        note=data.get("note") or "",
-        request=request,
-    )
+    return {
+        "bucket_name": data["bucket"],
+        "key": data["key"],
+        "expires_in": services.parse_expires_in(data["expires_in"]),
+        "kind": kind,
+        "max_downloads": services.parse_max_downloads(data.get("max_downloads")),
+        "note": data.get("note") or "",
+    }
+
+
+def _created(result: services.ShareResult) -> JsonResponse:
     share = result.share
     body: dict[str, Any] = {
         "id": share.pk,
@@ -167,6 +176,38 @@ def _create(request: HttpRequest) -> JsonResponse:
     if result.warning:
         body["warning"] = result.warning
     return JsonResponse(body, status=201)
+
+
+def _create(request: HttpRequest) -> JsonResponse:
+    return _created(services.share_create(user=request.user, **_create_arguments(request), request=request))
+
+
+def _create_with_token(request: HttpRequest, digest: str) -> JsonResponse | None:
+    """POST /api/shares with an API token, the common case: the token lookup is
+    part of the share's one statement (services.share_create_with_token), not
+    a query of its own before the view. None (nothing written): api_view
+    authenticates the token and runs the view, which says what was wrong; so
+    does bad input, which must not be answered before the token is checked."""
+    try:
+        result = services.share_create_with_token(bearer_digest=digest, **_create_arguments(request),
+                                                  request=request)
+    except services.ShareError:
+        return None
+    if result is None:
+        return None
+    bearer = result.bearer
+    if bearer.stale:
+        tokens.note_use(bearer.token_id, result.share.created_at)
+    # As the usual path would have it, for anything that looks later; loaded only if it does.
+    request.user = SimpleLazyObject(lambda: get_user_model()._default_manager.get(pk=bearer.user_id))
+    return _created(result)
+
+
+@api_view("GET", "POST", with_token={"POST": _create_with_token})
+def shares(request: HttpRequest) -> JsonResponse:
+    if request.method == "POST":
+        return _create(request)
+    return _list(request)
 
 
 def _list(request: HttpRequest) -> JsonResponse:

@@ -20,7 +20,7 @@ import fcntl
 import os
 import threading
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import Model
@@ -387,21 +387,26 @@ def one_statement(using: str = DEFAULT_DB_ALIAS) -> bool:
     return connections[using].vendor == "postgresql"
 
 
-def _event_insert(connection, source: str, returning: str, with_share_id: bool) -> tuple[list, str]:
+def _event_insert(connection, source: str, returning: str, with_share_id: bool,
+                  computed: dict[str, str] | None = None) -> tuple[list, str]:
     """`INSERT INTO shares_auditevent (…) SELECT …, <source>.id, … FROM <source>
     RETURNING <returning>`: every field a parameter except share_id (the CTE's
-    row id); with_share_id: the details get {"share_id": id} merged in."""
+    row id) and the fields `computed` gives an SQL expression for (source may
+    then name several CTEs: "s, a"); with_share_id: the details get
+    {"share_id": id} merged in. Returns (the fields that are parameters, the SQL)."""
     from .models import AuditEvent
 
     meta = AuditEvent._meta
+    share_source = source.split(",", 1)[0]
+    computed = {"share": f"{share_source}.id", **(computed or {})}
     fields = [f for f in meta.local_concrete_fields if f is not meta.pk]
     values = []
     for f in fields:
-        if f.name == "share":
-            values.append(f"{source}.id")
+        if f.name in computed:
+            values.append(computed[f.name])
         elif f.name == "details" and with_share_id:
             # jsonb: key order is the database's anyway; || adds the share's id.
-            values.append(f"jsonb_build_object('share_id', {source}.id) || %s::jsonb")
+            values.append(f"jsonb_build_object('share_id', {share_source}.id) || %s::jsonb")
         else:
             values.append("%s")
     sql = "INSERT INTO {} ({}) SELECT {} FROM {} RETURNING {}".format(
@@ -411,7 +416,7 @@ def _event_insert(connection, source: str, returning: str, with_share_id: bool) 
         source,
         returning,
     )
-    return [f for f in fields if f.name != "share"], sql
+    return [f for f in fields if f.name not in computed], sql
 
 
 def _finish_event(event: Model, event_id: int, share_id: int, using: str, with_share_id: bool) -> None:
@@ -529,7 +534,7 @@ def count_download_with_event(share_id: int, now: dt.datetime, event: Model, usi
 SIGNING_COLUMNS = ("region", "endpoint_url", "public_endpoint_url", "addressing_style", "aws_profile")
 
 
-def _granted_insert_sql(connection, with_config: bool) -> tuple[list, str]:
+def _granted_insert_sql(connection, with_config: bool, by_token: bool = False) -> tuple[list, str]:
     """`INSERT INTO shares_share (…) SELECT …, b.id, … FROM shares_bucket b WHERE
     <enabled bucket of that name> AND EXISTS (<a grant of the user's, direct or
     through a group, with can_share, covering the key, allowing the expiry>)`.
@@ -538,7 +543,9 @@ def _granted_insert_sql(connection, with_config: bool) -> tuple[list, str]:
     equal): the grant's prefix names a folder ("team-a" covers "team-a/…", never
     "team-a-secret/…"), and the longest link is the least of the grant's
     maximum, the bucket's and the portal cap. with_config: the bucket's signing
-    columns must also equal the values the caller signed with."""
+    columns must also equal the values the caller signed with. by_token: the
+    user is the row of a CTE named `a` (_bearer_sql), not a parameter, and the
+    share's creator (id and name) comes from it."""
     from django.contrib.auth import get_user_model
 
     from .models import Grant
@@ -551,6 +558,7 @@ def _granted_insert_sql(connection, with_config: bool) -> tuple[list, str]:
     bucket_meta = Bucket._meta
     grant_meta = Grant._meta
     memberships = get_user_model().groups.through._meta
+    user_id = "a.user_id" if by_token else "%s"
 
     def g(name: str) -> str:
         return "g." + q(grant_meta.get_field(name).column)
@@ -561,8 +569,8 @@ def _granted_insert_sql(connection, with_config: bool) -> tuple[list, str]:
     folder = f"(CASE WHEN substr({prefix}, length({prefix}), 1) = '/' THEN {prefix} ELSE {prefix} || '/' END)"
     grant_exists = (
         f"EXISTS (SELECT 1 FROM {q(grant_meta.db_table)} g WHERE {g('bucket')} = b.{q(bucket_meta.pk.column)} "
-        f"AND ({g('user')} = %s OR {g('group')} IN (SELECT {q(memberships.get_field('group').column)} "
-        f"FROM {q(memberships.db_table)} WHERE {q(memberships.get_field('user').column)} = %s)) "
+        f"AND ({g('user')} = {user_id} OR {g('group')} IN (SELECT {q(memberships.get_field('group').column)} "
+        f"FROM {q(memberships.db_table)} WHERE {q(memberships.get_field('user').column)} = {user_id})) "
         f"AND {g('can_share')} = %s "
         f"AND {least}({g('max_expiry')}, b.{q('max_expiry')}, %s) >= %s "
         f"AND ({prefix} = '' OR substr(%s, 1, length({folder})) = {folder}))"
@@ -571,28 +579,32 @@ def _granted_insert_sql(connection, with_config: bool) -> tuple[list, str]:
     if with_config:
         conditions += [f"b.{q(bucket_meta.get_field(name).column)} = %s" for name in SIGNING_COLUMNS]
     conditions.append(grant_exists)
-    values = [f"b.{q(bucket_meta.pk.column)}" if f.name == "bucket" else "%s" for f in fields]
-    sql = "INSERT INTO {} ({}) SELECT {} FROM {} b WHERE {}".format(
+    computed = {"bucket": f"b.{q(bucket_meta.pk.column)}"}
+    if by_token:
+        computed.update(created_by="a.user_id", created_by_name="a.username")
+    values = [computed.get(f.name, "%s") for f in fields]
+    sql = "INSERT INTO {} ({}) SELECT {} FROM {} b{} WHERE {}".format(
         q(meta.db_table),
         ", ".join(q(f.column) for f in fields),
         ", ".join(values),
         q(bucket_meta.db_table),
+        ", a" if by_token else "",
         " AND ".join(conditions),
     )
-    return fields, sql
+    return [f for f in fields if f.name not in computed], sql
 
 
-def _granted_insert_params(share: Share, fields: list, connection, *, user_id: int, cap: int,
+def _granted_insert_params(share: Share, own: list, connection, *, user_id: int | None, cap: int,
                            config_values: tuple[str, ...] | None) -> list:
-    key = ("granted_param_fields", id(fields))
-    own = _cache.get(key)
-    if own is None:
-        own = _cache[key] = [f for f in fields if f.name != "bucket"]
+    """The parameters of _granted_insert_sql's statement after its CTEs; user_id
+    None: by_token."""
     params = _prepare(share, own, connection)
     params += [share.bucket_name, True]
     if config_values is not None:
         params += list(config_values)
-    params += [user_id, user_id, True, cap, share.expires_in, share.key]
+    if user_id is not None:
+        params += [user_id, user_id]
+    params += [True, cap, share.expires_in, share.key]
     return params
 
 
@@ -648,3 +660,110 @@ def insert_share_if_granted(share: Share, event: Model, *, user_id: int, cap: in
     _saved(share, share_id, using)
     share.bucket_id = bucket_id
     return True
+
+
+# --- A share made with an API token: the token lookup joins the statement ------------
+#
+# An API request names its user by a token, which the full path looks up (an ORM
+# query, most of what a trivial API call costs) before the view runs. For a
+# share, the lookup can be one more join of the statement above: the user is
+# whoever holds the token, if active and not a superuser (superusers take the
+# full path, which lets them share without a grant). When the statement writes
+# nothing (no such token, an inactive user, no grant…), the caller
+# authenticates the token the usual way and takes the full path, which says why.
+
+class BearerUse(NamedTuple):
+    """Who a token named, as the statement found it."""
+
+    user_id: int
+    username: str
+    token_id: int
+    stale: bool  # the token's last_used_at is unset, or at or before the `stale_before` given
+
+
+def _bearer_sql(connection) -> str:
+    """SELECT user_id, username, token_id, stale of the token with that digest,
+    if its user is active and not a superuser. Parameters: stale_before,
+    digest, True, False."""
+    from django.contrib.auth import get_user_model
+
+    from .models import ApiToken
+
+    def q(name: str) -> str:
+        return _qn(connection, name)
+
+    user_meta = get_user_model()._meta
+    token_meta = ApiToken._meta
+
+    def u(name: str) -> str:
+        return "u." + q(user_meta.get_field(name).column)
+
+    def t(name: str) -> str:
+        return "t." + q(token_meta.get_field(name).column)
+
+    return (
+        f"SELECT {u(user_meta.pk.name)} AS user_id, {u(get_user_model().USERNAME_FIELD)} AS username, "
+        f"{t('id')} AS token_id, ({t('last_used_at')} IS NULL OR {t('last_used_at')} <= %s) AS stale "
+        f"FROM {q(token_meta.db_table)} t INNER JOIN {q(user_meta.db_table)} u "
+        f"ON {u(user_meta.pk.name)} = {t('user')} "
+        f"WHERE {t('digest')} = %s AND {u('is_active')} = %s AND {u('is_superuser')} = %s"
+    )
+
+
+def insert_share_by_token(share: Share, event: Model, *, token_digest: str, stale_before: dt.datetime, cap: int,
+                          config_values: tuple[str, ...] | None = None,
+                          using: str = DEFAULT_DB_ALIAS) -> BearerUse | None:
+    """insert_share_if_granted() for the user who holds the API token with this
+    digest (active, not a superuser): the share's creator and the event's actor
+    are that user, set on `share` and `event` here. PostgreSQL: one statement,
+    token lookup included. SQLite: the lookup, then insert_share_if_granted().
+    None: nothing was written."""
+    connection = connections[using]
+    lookup_params = [connection.ops.adapt_datetimefield_value(stale_before), token_digest, True, False]
+    if not one_statement(using):
+        row = _fetch_one(connection, _cached_sql(("bearer", connection.vendor), _bearer_sql, connection),
+                         lookup_params)
+        if row is None:
+            return None
+        found = BearerUse(row[0], row[1], row[2], bool(row[3]))
+        share.created_by_id, share.created_by_name = found.user_id, found.username[:150]
+        event.actor_id, event.actor_name = found.user_id, found.username[:150]
+        written = insert_share_if_granted(share, event, user_id=found.user_id, cap=cap, config_values=config_values,
+                                          using=using)
+        return found if written else None
+    with_config = config_values is not None
+    key = ("insert_share_by_token", connection.vendor, with_config)
+    prepared = _cache.get(key)
+    if prepared is None:
+        share_fields, insert_sql = _granted_insert_sql(connection, with_config, by_token=True)
+        event_meta = type(event)._meta
+        event_fields, event_sql = _event_insert(
+            connection, "s, a", _qn(connection, event_meta.pk.column), with_share_id=True,
+            computed={"actor": "a.user_id", "actor_name": "a.username"})
+        sql = ("WITH a AS ({}), s AS ({} RETURNING {} AS id, {} AS bucket_id), e AS ({}) "
+               "SELECT e.id, s.id, s.bucket_id, a.user_id, a.username, a.token_id, a.stale FROM e, s, a").format(
+            _bearer_sql(connection), insert_sql, _qn(connection, Share._meta.pk.column),
+            _qn(connection, Share._meta.get_field("bucket").column), event_sql)
+        prepared = _cache[key] = (share_fields, event_fields, sql)
+    share_fields, event_fields, sql = prepared
+    params = lookup_params
+    params += _granted_insert_params(share, share_fields, connection, user_id=None, cap=cap,
+                                     config_values=config_values)
+    params += _prepare(event, event_fields, connection)
+    row = _fetch_one(connection, sql, params)
+    if row is None:
+        return None
+    event_id, share_id, bucket_id, user_id, username, token_id, stale = row
+    share.created_by_id, share.created_by_name = user_id, username[:150]
+    event.actor_id, event.actor_name = user_id, username[:150]
+    _saved(share, share_id, using)
+    share.bucket_id = bucket_id
+    _finish_event(event, event_id, share_id, using, True)
+    return BearerUse(user_id, username, token_id, bool(stale))
+
+
+def _cached_sql(key: tuple, build, connection) -> str:
+    sql = _cache.get(key)
+    if sql is None:
+        sql = _cache[key] = build(connection)
+    return sql

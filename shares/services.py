@@ -24,7 +24,7 @@ from django.http import Http404, HttpRequest
 from django.urls import get_script_prefix, reverse
 from django.utils import timezone
 
-from . import audit, fastsql, grants, s3
+from . import audit, fastsql, grants, s3, tokens
 from .models import Bucket, Share
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,7 @@ class ShareResult:
     share: Share
     url: str  # the link to hand out: the absolute portal URL, or the direct presigned URL
     warning: str | None = None  # e.g. the real expiry is shorter than asked
+    bearer: fastsql.BearerUse | None = None  # share_create_with_token: who the token named
 
 
 # --- parsing ------------------------------------------------------------------
@@ -230,27 +231,9 @@ def _human_duration(seconds: int) -> str:
     return f"{seconds:,} seconds"
 
 
-def share_create(
-    *,
-    user,
-    bucket_name: str,
-    key: str,
-    expires_in: int,
-    kind: str = "portal",
-    max_downloads: int | None = None,
-    note: str = "",
-    request: HttpRequest | None = None,
-    actor_name: str | None = None,
-    region: str | None = None,
-    endpoint_url: str | None = None,
-    cli_user=None,
-) -> ShareResult:
-    """Create a share and return the link. `user` is None only for the CLI
-    (actor "cli" unless actor_name says otherwise).
-
-    cli_user (CLI `--as USERNAME`) attributes a CLI share to a user. The CLI
-    signs with the server's own AWS credentials, so anyone who can run
-    manage.py can sign anything: grants are not checked there, only recorded."""
+def _validated(*, bucket_name, key, expires_in, kind, max_downloads, note) -> tuple[str, str, int, str, int | None, str]:
+    """share_create's arguments checked and normalised: (bucket_name, key,
+    expires_in, kind, max_downloads, note), or ShareError naming the field."""
     if kind not in (Share.Kind.PORTAL, Share.Kind.DIRECT):
         raise ShareError('kind must be "portal" or "direct".', field="kind")
     if not isinstance(bucket_name, str) or not bucket_name:
@@ -272,20 +255,56 @@ def share_create(
     if max_downloads is not None and kind == Share.Kind.DIRECT:
         raise ShareError("A download limit needs a portal link: direct links cannot be counted.",
                          field="max_downloads")
+    return bucket_name, key, expires_in, kind, max_downloads, note
+
+
+def _one_statement_config(bucket_name: str, kind: str, expires_in: int) -> tuple[s3.BucketConfig | None, tuple] | None:
+    """(signing configuration, the registry's signing columns it came from) for
+    a share that may take the one-statement path: a portal link, or a direct
+    link from a bucket whose configuration the full path has learned (a portal
+    link gives (None, ())); None: take the full path."""
+    longest = WEEK if kind == Share.Kind.DIRECT else max(settings.PORTAL_LINK_MAX_EXPIRY, 1)
+    if expires_in > longest:
+        return None
+    if kind == Share.Kind.PORTAL:
+        return None, ()
+    return _signing_configs.get(bucket_name)
+
+
+def share_create(
+    *,
+    user,
+    bucket_name: str,
+    key: str,
+    expires_in: int,
+    kind: str = "portal",
+    max_downloads: int | None = None,
+    note: str = "",
+    request: HttpRequest | None = None,
+    actor_name: str | None = None,
+    region: str | None = None,
+    endpoint_url: str | None = None,
+    cli_user=None,
+) -> ShareResult:
+    """Create a share and return the link. `user` is None only for the CLI
+    (actor "cli" unless actor_name says otherwise).
+
+    cli_user (CLI `--as USERNAME`) attributes a CLI share to a user. The CLI
+    signs with the server's own AWS credentials, so anyone who can run
+    manage.py can sign anything: grants are not checked there, only recorded."""
+    bucket_name, key, expires_in, kind, max_downloads, note = _validated(
+        bucket_name=bucket_name, key=key, expires_in=expires_in, kind=kind, max_downloads=max_downloads, note=note)
 
     # The common case first: a signed-in user whose grant allows the share. The
     # grant check and the INSERT are one statement (no read before the write);
     # if it writes nothing, the full path below says exactly why.
     if user is not None and not user.is_superuser:
-        fast_config = _signing_configs.get(bucket_name) if kind == Share.Kind.DIRECT else None
-        longest = WEEK if kind == Share.Kind.DIRECT else max(settings.PORTAL_LINK_MAX_EXPIRY, 1)
-        if expires_in <= longest and (kind == Share.Kind.PORTAL or fast_config is not None):
+        fast_config = _one_statement_config(bucket_name, kind, expires_in)
+        if fast_config is not None:
             result = _write_share(
                 user=user, bucket=None, bucket_name=bucket_name, key=key, kind=kind, expires_in=expires_in,
                 max_downloads=max_downloads, note=note, request=request,
-                creator_name=actor_name or user.get_username(),
-                config=fast_config[0] if fast_config else None,
-                if_granted=fast_config[1] if fast_config else (),
+                creator_name=actor_name or user.get_username(), config=fast_config[0], if_granted=fast_config[1],
             )
             if result is not None:
                 return result
@@ -328,6 +347,30 @@ def share_create(
     return result
 
 
+def share_create_with_token(*, bearer_digest: str, bucket_name: str, key: str, expires_in: int,
+                            kind: str = "portal", max_downloads: int | None = None, note: str = "",
+                            request: HttpRequest | None = None) -> ShareResult | None:
+    """share_create() for whoever holds the API token whose digest is
+    bearer_digest (tokens.bearer_digest), on the
+    common path only: the token lookup, the grant check and the writes are one
+    statement on PostgreSQL (fastsql.insert_share_by_token). The result's
+    `bearer` names the user and the token.
+
+    None: nothing was written (an unknown token, an inactive user or a
+    superuser, no grant that allows it, a first direct link from a bucket…):
+    authenticate the token, then call share_create(), which says why. Bad input
+    raises ShareError, as share_create() would; the caller, which has not yet
+    authenticated anyone, should not show it before it has."""
+    bucket_name, key, expires_in, kind, max_downloads, note = _validated(
+        bucket_name=bucket_name, key=key, expires_in=expires_in, kind=kind, max_downloads=max_downloads, note=note)
+    fast_config = _one_statement_config(bucket_name, kind, expires_in)
+    if fast_config is None:
+        return None
+    return _write_share(user=None, bucket=None, bucket_name=bucket_name, key=key, kind=kind, expires_in=expires_in,
+                        max_downloads=max_downloads, note=note, request=request, creator_name="",
+                        config=fast_config[0], if_granted=fast_config[1], bearer_digest=bearer_digest)
+
+
 # bucket name -> (signing configuration, the registry's signing columns it came
 # from), learned by share_create's full path. Only a hint: the one-statement
 # path writes nothing unless the registry row still holds the same values.
@@ -337,14 +380,16 @@ _signing_configs: dict[str, tuple[s3.BucketConfig, tuple[str, ...]]] = {}
 def _write_share(*, user, bucket: Bucket | None, bucket_name: str, key: str, kind: str, expires_in: int,
                  max_downloads: int | None, note: str, request: HttpRequest | None, creator_name: str,
                  config: s3.BucketConfig | None, cli_user=None, if_granted: tuple[str, ...] | None = None,
-                 ) -> ShareResult | None:
+                 bearer_digest: str | None = None) -> ShareResult | None:
     """Sign (direct links), then write the share and its audit event together.
 
     if_granted (not None) takes the one-statement path for `user`: the bucket
     is found by name and the share is written only if a grant allows it; for a
     direct link if_granted holds the registry's signing columns that `config`
     came from, and nothing is written unless the registry still holds them
-    (a portal link passes ()). Returns None when nothing was written."""
+    (a portal link passes ()). bearer_digest (with if_granted, user None): the
+    user is whoever holds that API token, as the statement finds them. Returns
+    None when nothing was written."""
     now = timezone.now()
     requested_expires_at = now + dt.timedelta(seconds=expires_in)
     expires_at = requested_expires_at
@@ -408,11 +453,20 @@ def _write_share(*, user, bucket: Bucket | None, bucket_name: str, key: str, kin
     }
     if max_downloads is not None:
         details["max_downloads"] = max_downloads
-    if user is None:
+    if user is None and bearer_digest is None:
         details["via"] = "cli"
     event = audit.event(audit.SHARE_CREATED, actor=user if user is not None else cli_user, actor_name=creator_name,
                         request=request, bucket=bucket_name, key=key, details=details)
-    if if_granted is not None:
+    bearer = None
+    if bearer_digest is not None:
+        bearer = fastsql.insert_share_by_token(share, event, token_digest=bearer_digest,
+                                               stale_before=now - tokens.LAST_USED_RESOLUTION,
+                                               cap=max(settings.PORTAL_LINK_MAX_EXPIRY, 1),
+                                               config_values=if_granted or None)
+        if bearer is None:
+            return None
+        creator_name = bearer.username
+    elif if_granted is not None:
         if not fastsql.insert_share_if_granted(share, event, user_id=user.pk,
                                                cap=max(settings.PORTAL_LINK_MAX_EXPIRY, 1),
                                                config_values=if_granted or None):
@@ -425,7 +479,7 @@ def _write_share(*, user, bucket: Bucket | None, bucket_name: str, key: str, kin
     if kind == Share.Kind.PORTAL:
         url = portal_url(share, request, token=token)
     log.debug("share %s created by %s: %s link to %s/%s", share.pk, creator_name, kind, bucket_name, key)
-    return ShareResult(share=share, url=url, warning=warning)
+    return ShareResult(share=share, url=url, warning=warning, bearer=bearer)
 
 
 # --- revoking and reading ---------------------------------------------------------

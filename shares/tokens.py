@@ -67,21 +67,35 @@ def tokens_for_user(user):
     return ApiToken.objects.filter(user=user)
 
 
-def authenticate_bearer(header: str | None):
-    """The active user an `Authorization: Bearer <token>` header names, or None."""
+def bearer_digest(header: str | None) -> str | None:
+    """The stored digest of the token in an `Authorization: Bearer <token>`
+    header, or None if the header cannot hold one of ours."""
     if not header:
         return None
     scheme, _, value = header.partition(" ")
     value = value.strip()
     if scheme.lower() != "bearer" or not value.startswith(TOKEN_PREFIX) or len(value) > 200:
         return None
-    token = ApiToken.objects.select_related("user").filter(digest=digest_of(value)).first()
+    return digest_of(value)
+
+
+def note_use(token_id: int, now: dt.datetime) -> None:
+    """Set the token's last_used_at. Callers do it at most once a
+    LAST_USED_RESOLUTION per token: a busy script must not turn every API call
+    into a row update."""
+    ApiToken.objects.filter(pk=token_id).update(last_used_at=now)
+
+
+def authenticate_bearer(header: str | None):
+    """The active user an `Authorization: Bearer <token>` header names, or None."""
+    digest = bearer_digest(header)
+    if digest is None:
+        return None
+    token = ApiToken.objects.select_related("user").filter(digest=digest).first()
     if token is None or not token.user.is_active:
         return None
     now = timezone.now()
-    # At most one write a minute per token: a busy script must not turn every
-    # API call into a row update.
     if token.last_used_at is None or now - token.last_used_at >= LAST_USED_RESOLUTION:
-        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        note_use(token.pk, now)
         token.last_used_at = now
     return token.user

@@ -3,6 +3,7 @@ visits read and write exactly what the ORM would, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 
 import pytest
@@ -11,8 +12,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from shares import audit, fastsql, services
-from shares.models import AuditEvent, Bucket, Grant, Share
+from shares import audit, fastsql, services, tokens
+from shares.models import ApiToken, AuditEvent, Bucket, Grant, Share
 
 pytestmark = pytest.mark.django_db
 
@@ -127,18 +128,31 @@ def test_a_counted_visit_and_its_event_are_written_only_together(alice, grants, 
 
 # --- share creation's one-statement path: the grant check inside the INSERT -------------
 
-def _attempt(user, bucket_name: str, key: str, expires_in: int, *, config_values=None) -> bool:
-    """fastsql.insert_share_if_granted for a portal link, as share_create builds it."""
+def _attempt(user, bucket_name: str, key: str, expires_in: int, *, config_values=None, by_token=False) -> bool:
+    """fastsql.insert_share_if_granted for a portal link, as share_create builds it;
+    by_token: fastsql.insert_share_by_token for a token of the user's, as
+    share_create_with_token builds it."""
     now = timezone.now()
-    share = Share(bucket_name=bucket_name, key=key, kind=Share.Kind.PORTAL, created_by=user,
-                  created_by_name=user.username, created_at=now, expires_in=expires_in,
+    share = Share(bucket_name=bucket_name, key=key, kind=Share.Kind.PORTAL, created_by=None if by_token else user,
+                  created_by_name="" if by_token else user.username, created_at=now, expires_in=expires_in,
                   requested_expires_at=now + dt.timedelta(seconds=expires_in),
                   expires_at=now + dt.timedelta(seconds=expires_in), token_nonce="n" * 43,
                   token_digest=f"{Share.objects.count():064d}")
-    event = audit.event(audit.SHARE_CREATED, actor=user, actor_name=user.username, bucket=bucket_name, key=key,
+    event = audit.event(audit.SHARE_CREATED, actor=None if by_token else user,
+                        actor_name="" if by_token else user.username, bucket=bucket_name, key=key,
                         details={"kind": "portal"})
-    return fastsql.insert_share_if_granted(share, event, user_id=user.pk, cap=30 * 86400,
-                                           config_values=config_values)
+    if not by_token:
+        return fastsql.insert_share_if_granted(share, event, user_id=user.pk, cap=30 * 86400,
+                                               config_values=config_values)
+    token = tokens.create_api_token(user, f"t{ApiToken.objects.count()}")[1]
+    found = fastsql.insert_share_by_token(share, event, token_digest=tokens.bearer_digest(f"Bearer {token}"),
+                                          stale_before=now, cap=30 * 86400, config_values=config_values)
+    if found is not None:
+        assert (found.user_id, found.username) == (user.pk, user.username)
+        stored = Share.objects.get(pk=share.pk)
+        assert (stored.created_by_id, stored.created_by_name) == (user.pk, user.username)
+        assert AuditEvent.objects.get(share_id=share.pk).actor_id == user.pk
+    return found is not None
 
 
 def _statements(captured) -> list[str]:
@@ -193,43 +207,76 @@ def test_the_one_statement_share_writes_the_same_rows_as_the_full_path(alice, gr
     ("a_/", "ab/x", False),
     ("Team/", "team/x", False),  # case matters, as in S3
 ])
+@pytest.mark.parametrize("by_token", [False, True], ids=["user", "token"])
 def test_the_statement_applies_the_grant_prefix_exactly_as_grants_best_access(bob, s3_bucket, prefix, key,
-                                                                             allowed):
+                                                                             allowed, by_token):
     Grant.objects.create(bucket=s3_bucket, user=bob, prefix=prefix, can_share=True)
     from shares import grants as grant_rules
 
     accesses = grant_rules.bucket_accesses(bob, s3_bucket)
     assert (grant_rules.best_access(accesses, key) is not None) is allowed
-    assert _attempt(bob, s3_bucket.name, key, 60) is allowed
+    assert _attempt(bob, s3_bucket.name, key, 60, by_token=by_token) is allowed
     assert Share.objects.count() == AuditEvent.objects.filter(action=audit.SHARE_CREATED).count() == int(allowed)
 
 
+@pytest.mark.parametrize("by_token", [False, True], ids=["user", "token"])
 def test_the_statement_writes_nothing_unless_a_grant_allows_sharing_for_that_long(alice, bob, charlie, grants,
-                                                                                 s3_bucket):
-    assert not _attempt(charlie, s3_bucket.name, "x", 60)  # no grant
-    assert not _attempt(alice, "no-such-bucket", "x", 60)
-    assert not _attempt(bob, s3_bucket.name, "team-a/x", 86401)  # the grant's maximum is a day
-    assert _attempt(bob, s3_bucket.name, "team-a/x", 86400)
+                                                                                 s3_bucket, by_token):
+    attempt = functools.partial(_attempt, by_token=by_token)
+    assert not attempt(charlie, s3_bucket.name, "x", 60)  # no grant
+    assert not attempt(alice, "no-such-bucket", "x", 60)
+    assert not attempt(bob, s3_bucket.name, "team-a/x", 86401)  # the grant's maximum is a day
+    assert attempt(bob, s3_bucket.name, "team-a/x", 86400)
     Grant.objects.create(bucket=s3_bucket, user=charlie, prefix="", can_share=False)
-    assert not _attempt(charlie, s3_bucket.name, "x", 60)  # may browse, not share
+    assert not attempt(charlie, s3_bucket.name, "x", 60)  # may browse, not share
     Bucket.objects.filter(pk=s3_bucket.pk).update(max_expiry=3600)
-    assert not _attempt(alice, s3_bucket.name, "x", 3601)  # the bucket's maximum
-    assert _attempt(alice, s3_bucket.name, "x", 3600)
+    assert not attempt(alice, s3_bucket.name, "x", 3601)  # the bucket's maximum
+    assert attempt(alice, s3_bucket.name, "x", 3600)
     Bucket.objects.filter(pk=s3_bucket.pk).update(max_expiry=10**9)
-    assert not _attempt(alice, s3_bucket.name, "x", 30 * 86400 + 1)  # the portal cap
+    assert not attempt(alice, s3_bucket.name, "x", 30 * 86400 + 1)  # the portal cap
     Bucket.objects.filter(pk=s3_bucket.pk).update(enabled=False)
-    assert not _attempt(alice, s3_bucket.name, "x", 60)
+    assert not attempt(alice, s3_bucket.name, "x", 60)
     assert Share.objects.count() == AuditEvent.objects.filter(action=audit.SHARE_CREATED).count() == 2
 
 
-def test_a_direct_link_is_signed_afresh_when_the_registry_changed_since_the_last_one(alice, grants, s3_bucket):
+def test_the_token_statement_names_only_an_active_non_superuser_and_whether_last_used_is_due(alice, grants,
+                                                                                            s3_bucket):
+    def attempt(digest: str, stale_before: dt.datetime):
+        now = timezone.now()
+        share = Share(bucket_name=s3_bucket.name, key="x", kind=Share.Kind.PORTAL, created_at=now, expires_in=60,
+                      requested_expires_at=now, expires_at=now, token_nonce="n" * 43,
+                      token_digest=f"{Share.objects.count():064d}")
+        event = audit.event(audit.SHARE_CREATED, bucket=s3_bucket.name, key="x", details={})
+        return fastsql.insert_share_by_token(share, event, token_digest=digest, stale_before=stale_before,
+                                             cap=86400)
+
+    token = tokens.create_api_token(alice, "t")[1]
+    digest = tokens.bearer_digest(f"Bearer {token}")
+    used = timezone.now() - dt.timedelta(minutes=5)
+    ApiToken.objects.update(last_used_at=used)
+    assert attempt(digest, used - dt.timedelta(seconds=1)).stale is False
+    assert attempt(digest, used).stale is True
+    assert attempt(tokens.digest_of("s3p_unknown"), used) is None
+    alice.is_superuser = True  # superusers take the full path: they may share without a grant
+    alice.save()
+    assert attempt(digest, used) is None
+    alice.is_superuser, alice.is_active = False, False
+    alice.save()
+    assert attempt(digest, used) is None
+    assert Share.objects.count() == AuditEvent.objects.filter(action=audit.SHARE_CREATED).count() == 2
+
+
+@pytest.mark.parametrize("by_token", [False, True], ids=["user", "token"])
+def test_a_direct_link_is_signed_afresh_when_the_registry_changed_since_the_last_one(alice, grants, s3_bucket,
+                                                                                     by_token):
+    attempt = functools.partial(_attempt, by_token=by_token)
     services._signing_configs.clear()
     first = services.share_create(user=alice, bucket_name=s3_bucket.name, key="x", expires_in=60, kind="direct")
     assert first.url.startswith(s3_bucket.endpoint_url)
     values = services._signing_configs[s3_bucket.name][1]
-    assert _attempt(alice, s3_bucket.name, "x", 60, config_values=values)
+    assert attempt(alice, s3_bucket.name, "x", 60, config_values=values)
     Bucket.objects.filter(pk=s3_bucket.pk).update(public_endpoint_url="https://files.example.com")
-    assert not _attempt(alice, s3_bucket.name, "x", 60, config_values=values)  # stale: nothing written
+    assert not attempt(alice, s3_bucket.name, "x", 60, config_values=values)  # stale: nothing written
     second = services.share_create(user=alice, bucket_name=s3_bucket.name, key="x", expires_in=60, kind="direct")
     assert second.url.startswith("https://files.example.com/")
     assert Share.objects.filter(kind="direct").count() == 2
