@@ -6,7 +6,8 @@ each), not the database (~0.1 ms). These helpers build each statement's SQL
 once per database vendor and reuse it, while still using Django's own field
 adapters (get_db_prep_save) and result converters (get_db_converters), so
 values read and written are exactly what the ORM would read and write, on
-SQLite and on PostgreSQL. Only the statements on those two paths live here;
+SQLite and on PostgreSQL. Only the statements on those two paths live here
+(an API token's lookup among them, when it is part of a share's statement);
 everything else stays ORM.
 
 insert() skips the pre_save/post_save signals: no receiver listens for the
@@ -217,6 +218,14 @@ def _saved(obj: Model, pk: int, using: str) -> None:
     obj._state.db = using
 
 
+def _cached_sql(key: tuple, build, connection) -> str:
+    """build(connection), the SQL of one statement, built once per key."""
+    sql = _cache.get(key)
+    if sql is None:
+        sql = _cache[key] = build(connection)
+    return sql
+
+
 def _plain_insert(connection, model: type[Model]) -> tuple[list, str]:
     """(every concrete field but the auto primary key, `INSERT INTO <table> (…)
     VALUES (%s, …)` for them), to which callers add their RETURNING."""
@@ -364,10 +373,7 @@ def count_download(share_id: int, now: dt.datetime, using: str = DEFAULT_DB_ALIA
     limit): two visitors racing for the last download of a limit cannot both
     win, on any database. True if this visit counted."""
     connection = connections[using]
-    key = ("count_download", connection.vendor)
-    sql = _cache.get(key)
-    if sql is None:
-        sql = _cache[key] = _count_download_sql(connection)
+    sql = _cached_sql(("count_download", connection.vendor), _count_download_sql, connection)
     with fast_cursor(connection) as cursor:
         cursor.execute(sql, [share_id, connection.ops.adapt_datetimefield_value(now)])
         return cursor.rowcount == 1
@@ -760,10 +766,3 @@ def insert_share_by_token(share: Share, event: Model, *, token_digest: str, stal
     share.bucket_id = bucket_id
     _finish_event(event, event_id, share_id, using, True)
     return BearerUse(user_id, username, token_id, bool(stale))
-
-
-def _cached_sql(key: tuple, build, connection) -> str:
-    sql = _cache.get(key)
-    if sql is None:
-        sql = _cache[key] = build(connection)
-    return sql
