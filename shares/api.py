@@ -10,8 +10,10 @@ import functools
 import json
 from typing import Any, Callable
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_not_required
+from django.core.exceptions import RequestDataTooBig
 from django.core.paginator import EmptyPage, Paginator
 from django.http import Http404, HttpRequest, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
@@ -105,7 +107,12 @@ def _json_body(request: HttpRequest) -> dict[str, Any]:
         return int(text) if len(text) <= 30 else text
 
     try:
-        data = json.loads(request.body or b"", parse_int=parse_int)
+        body = request.body
+    except RequestDataTooBig:
+        raise services.ShareError(f"The request body is too large: at most "
+                                  f"{settings.DATA_UPLOAD_MAX_MEMORY_SIZE:,} bytes.", status=413) from None
+    try:
+        data = json.loads(body or b"", parse_int=parse_int)
     except (ValueError, UnicodeDecodeError):
         raise services.ShareError("The request body must be a JSON object.") from None
     if not isinstance(data, dict):

@@ -132,6 +132,20 @@ def test_bad_input_with_a_bad_token_gets_401_and_with_a_good_one_400_naming_the_
     assert Share.objects.count() == 0
 
 
+def test_a_body_too_large_gets_401_with_a_bad_token_and_a_json_413_otherwise(alice, grants, s3_bucket, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    big = {"bucket": s3_bucket.name, "key": "x", "expires_in": 60, "note": "n" * 2000}
+    assert _post("s3p_" + "x" * 43, big).status_code == 401
+    response = _post(tokens.create_api_token(alice, "ci")[1], big)
+    assert response.status_code == 413
+    assert response.json() == {"error": "The request body is too large: at most 1,000 bytes."}
+    signed_in = Client(enforce_csrf_checks=False)
+    signed_in.force_login(alice)
+    response = signed_in.post("/api/shares", json.dumps(big), content_type="application/json")
+    assert response.status_code == 413 and "too large" in response.json()["error"]
+    assert Share.objects.count() == 0
+
+
 def test_a_token_without_a_grant_is_refused_and_the_refusal_recorded_as_its_user(bob, charlie, grants, s3_bucket):
     token = tokens.create_api_token(charlie, "ci")[1]
     response = _post(token, {"bucket": s3_bucket.name, "key": "x", "expires_in": 60})
