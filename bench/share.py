@@ -11,7 +11,8 @@ keep-alive HTTP from client threads:
 - baselines: GET /api/me — a trivial signed-in JSON view, same server, once with
             a Bearer token and once with a session cookie;
 - create:   POST /api/shares (portal link) — the full share service: grant check,
-            validation, Share row + audit event in one transaction;
+            validation, Share row + audit event in one transaction (with a token, the
+            token's lookup is part of that statement: fastsql.insert_share_by_token);
 - direct:   POST /api/shares (direct link) — the same plus local SigV4 signing;
 - redirect: GET /s/<token> — rate limit, record check, download count, audit
             event, fresh presigned URL, 302; over many links, and on one hot link.
