@@ -394,17 +394,16 @@ def one_statement(using: str = DEFAULT_DB_ALIAS) -> bool:
 
 
 def _event_insert(connection, source: str, returning: str, with_share_id: bool,
-                  computed: dict[str, str] | None = None) -> tuple[list, str]:
+                  computed: dict[str, str] | None = None, also_from: str = "") -> tuple[list, str]:
     """`INSERT INTO shares_auditevent (…) SELECT …, <source>.id, … FROM <source>
     RETURNING <returning>`: every field a parameter except share_id (the CTE's
-    row id) and the fields `computed` gives an SQL expression for (source may
-    then name several CTEs: "s, a"); with_share_id: the details get
+    row id) and the fields `computed` gives an SQL expression for (over source
+    and the CTEs named in also_from, e.g. "a"); with_share_id: the details get
     {"share_id": id} merged in. Returns (the fields that are parameters, the SQL)."""
     from .models import AuditEvent
 
     meta = AuditEvent._meta
-    share_source = source.split(",", 1)[0]
-    computed = {"share": f"{share_source}.id", **(computed or {})}
+    computed = {"share": f"{source}.id", **(computed or {})}
     fields = [f for f in meta.local_concrete_fields if f is not meta.pk]
     values = []
     for f in fields:
@@ -412,14 +411,14 @@ def _event_insert(connection, source: str, returning: str, with_share_id: bool,
             values.append(computed[f.name])
         elif f.name == "details" and with_share_id:
             # jsonb: key order is the database's anyway; || adds the share's id.
-            values.append(f"jsonb_build_object('share_id', {share_source}.id) || %s::jsonb")
+            values.append(f"jsonb_build_object('share_id', {source}.id) || %s::jsonb")
         else:
             values.append("%s")
     sql = "INSERT INTO {} ({}) SELECT {} FROM {} RETURNING {}".format(
         _qn(connection, meta.db_table),
         ", ".join(_qn(connection, f.column) for f in fields),
         ", ".join(values),
-        source,
+        f"{source}, {also_from}" if also_from else source,
         returning,
     )
     return [f for f in fields if f.name not in computed], sql
@@ -731,9 +730,7 @@ def insert_share_by_token(share: Share, event: Model, *, token_digest: str, stal
                          lookup_params)
         if row is None:
             return None
-        found = BearerUse(row[0], row[1], row[2], bool(row[3]))
-        share.created_by_id, share.created_by_name = found.user_id, found.username[:150]
-        event.actor_id, event.actor_name = found.user_id, found.username[:150]
+        found = _made_by(share, event, row)
         written = insert_share_if_granted(share, event, user_id=found.user_id, cap=cap, config_values=config_values,
                                           using=using)
         return found if written else None
@@ -744,8 +741,8 @@ def insert_share_by_token(share: Share, event: Model, *, token_digest: str, stal
         share_fields, insert_sql = _granted_insert_sql(connection, with_config, by_token=True)
         event_meta = type(event)._meta
         event_fields, event_sql = _event_insert(
-            connection, "s, a", _qn(connection, event_meta.pk.column), with_share_id=True,
-            computed={"actor": "a.user_id", "actor_name": "a.username"})
+            connection, "s", _qn(connection, event_meta.pk.column), with_share_id=True,
+            computed={"actor": "a.user_id", "actor_name": "a.username"}, also_from="a")
         sql = ("WITH a AS ({}), s AS ({} RETURNING {} AS id, {} AS bucket_id), e AS ({}) "
                "SELECT e.id, s.id, s.bucket_id, a.user_id, a.username, a.token_id, a.stale FROM e, s, a").format(
             _bearer_sql(connection), insert_sql, _qn(connection, Share._meta.pk.column),
@@ -759,10 +756,18 @@ def insert_share_by_token(share: Share, event: Model, *, token_digest: str, stal
     row = _fetch_one(connection, sql, params)
     if row is None:
         return None
-    event_id, share_id, bucket_id, user_id, username, token_id, stale = row
-    share.created_by_id, share.created_by_name = user_id, username[:150]
-    event.actor_id, event.actor_name = user_id, username[:150]
+    event_id, share_id, bucket_id, *bearer = row
+    found = _made_by(share, event, bearer)
     _saved(share, share_id, using)
     share.bucket_id = bucket_id
     _finish_event(event, event_id, share_id, using, True)
+    return found
+
+
+def _made_by(share: Share, event: Model, bearer) -> BearerUse:
+    """The token's user (bearer: a _bearer_sql row) becomes the share's creator
+    and the event's actor."""
+    user_id, username, token_id, stale = bearer
+    share.created_by_id, share.created_by_name = user_id, username[:150]
+    event.actor_id, event.actor_name = user_id, username[:150]
     return BearerUse(user_id, username, token_id, bool(stale))
